@@ -1,0 +1,99 @@
+"""Tiny offline base models (NLLB-architecture NMT, Qwen2 / Llama LLM) and an offline Hugging Face cache.
+
+No weights can be downloaded here, so tests build real checkpoints of the stock architectures from tiny configs:
+an NLLB-style tokenizer trained on the vendored FLORES text, and the vendored real Qwen tokenizer for the LLM.
+Every downstream code path (from_pretrained, Hub ids, the cache) is the one real checkpoints take.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, M2M100Config, M2M100ForConditionalGeneration, Qwen2Config, Qwen2ForCausalLM
+
+from miniworld.nllb_tokenizer import train_nllb_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+FLORES = ROOT / "data" / "flores200_devtest"
+QWEN_TOKENIZER = ROOT / "data" / "qwen2.5_tokenizer"
+LANGS = ["eng_Latn", "swh_Latn", "deu_Latn", "fra_Latn", "spa_Latn", "rus_Cyrl", "ben_Beng", "tha_Thai", "zho_Hans", "jpn_Jpan", "tel_Telu"]
+
+
+def build_tiny_nmt(path: Path, lines_per_lang: int = 150) -> Path:
+    texts = []
+    for lang in LANGS:
+        texts += (FLORES / f"{lang}.devtest").read_text(encoding="utf-8").splitlines()[:lines_per_lang]
+    tokenizer = train_nllb_tokenizer(texts, LANGS, vocab_size=3000)
+    config = M2M100Config(
+        vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=256,
+        pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, dropout=0.1,
+        scale_embedding=True, tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = M2M100ForConditionalGeneration(config)
+    model.generation_config.decoder_start_token_id = 2
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def build_tiny_llm(path: Path, arch: str = "qwen2") -> Path:
+    tokenizer = AutoTokenizer.from_pretrained(QWEN_TOKENIZER)
+    shape = dict(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, bos_token_id=151643, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False, initializer_range=0.2,
+    )
+    # Untied embeddings and a large init: tiny random models with tied weights repeat one token whatever the
+    # input, which would make every output comparison in the tests vacuous.
+    config, cls = (Qwen2Config(**shape), Qwen2ForCausalLM) if arch == "qwen2" else (LlamaConfig(**shape), LlamaForCausalLM)
+    torch.manual_seed(1)
+    model = cls(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def build_tiny_bases(root: Path) -> dict:
+    root = Path(root)
+    paths = {"nmt": root / "tiny-nllb", "llm": root / "tiny-qwen2", "llama": root / "tiny-llama"}
+    if not (paths["nmt"] / "config.json").exists():
+        build_tiny_nmt(paths["nmt"])
+    if not (paths["llm"] / "config.json").exists():
+        build_tiny_llm(paths["llm"], "qwen2")
+    if not (paths["llama"] / "config.json").exists():
+        build_tiny_llm(paths["llama"], "llama")
+    return {k: str(v) for k, v in paths.items()}
+
+
+def make_offline_hub_cache(hf_home: Path, repo_id: str, folder: Path, revision: str = "main") -> None:
+    """Lay `folder` out as `repo_id` in a Hugging Face cache under `hf_home` (what a download would have made)."""
+    commit = "0" * 40
+    repo = Path(hf_home) / "hub" / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for file in Path(folder).iterdir():
+        if file.is_file():
+            shutil.copy(file, snapshot / file.name)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / revision).write_text(commit)
+
+
+def seeded_bridge(model, seed: int = 0, scale: float = 3.0):
+    """Random but deterministic bridge weights, large enough that different inputs give different outputs."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.startswith(("enc_map", "dec_map", "boundary")):
+                param.copy_(torch.randn(param.shape, generator=generator) * scale / max(param.shape[-1], 1) ** 0.5)
+    return model
+
+
+if __name__ == "__main__":  # python tests/tiny_bases.py OUT: build the tiny bases once, e.g. for the Space
+    import sys
+
+    print(build_tiny_bases(Path(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("TMPDIR", "/tmp") + "/xbridge-tiny")))
