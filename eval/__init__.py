@@ -1,0 +1,1 @@
+"""XBridge evaluation harness: benchmarks, systems, metrics, report. CLI: `python -m eval --help`."""
