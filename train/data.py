@@ -1,0 +1,223 @@
+"""Training data: the two record formats, loading from JSONL or any `datasets` source, validation, truncation.
+
+- stage 1 "trilingual" records: `src_text, src_lang, en_text, tgt_text, tgt_lang` (x, its English, y);
+- stages 2-3 task records: `question, src_lang, answer_en, answer_tgt, tgt_lang` (+ optional `instruction`).
+
+Errors name the file, the 1-based record number (= the line of a JSONL file) and the field, so a bad line in a
+3.6M-record file can be found with `sed -n Np`.
+"""
+
+import difflib
+import glob
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable
+
+import datasets
+
+logger = logging.getLogger(__name__)
+
+TRILINGUAL_FIELDS = ("src_text", "src_lang", "en_text", "tgt_text", "tgt_lang")
+TASK_FIELDS = ("question", "src_lang", "answer_en", "answer_tgt", "tgt_lang")
+OPTIONAL_FIELDS = ("instruction",)
+
+# What each trainer reads; fields a stage does not use may be absent (stage 2 needs no translated answer).
+REQUIRED_FIELDS = {
+    "stage1": TRILINGUAL_FIELDS,
+    "encoder-only-stage1": ("src_text", "src_lang", "en_text"),
+    "stage2": ("question", "src_lang", "answer_en"),
+    "encoder-only": ("question", "src_lang", "answer_en"),
+    "stage3": TASK_FIELDS,
+    "sft": ("question", "src_lang", "answer_en"),
+}
+LANG_FIELDS = ("src_lang", "tgt_lang")
+_STRING_FIELDS = sorted({*TRILINGUAL_FIELDS, *TASK_FIELDS, *OPTIONAL_FIELDS})
+
+
+class DataError(ValueError):
+    """A data set problem, with the place it was found."""
+
+
+def _jsonl_files(path: str) -> list[str]:
+    """A file, a directory of `*.jsonl` shards (build-data output) or a glob -> sorted file list."""
+    if os.path.isdir(path):
+        files = sorted(glob.glob(os.path.join(path, "*.jsonl")))
+    elif any(c in path for c in "*?["):
+        files = sorted(glob.glob(path))
+    else:
+        if not os.path.exists(path):
+            raise DataError(f"{path}: no such file")
+        files = [path]
+    if not files:
+        raise DataError(f"{path}: no .jsonl files found")
+    return files
+
+
+def read_jsonl(path: str) -> datasets.Dataset:
+    """JSONL file(s) -> Dataset; a malformed line is reported as `file:line`. Blank lines are errors too, so that
+    record numbers always equal line numbers."""
+    rows = []
+    for file in _jsonl_files(path):
+        with open(file, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{file}: record {lineno}: not valid JSON ({e.msg})") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{file}: record {lineno}: expected a JSON object, got {type(row).__name__}")
+                # Type-check here: Arrow would otherwise fail on a mixed column without saying where.
+                for field in _STRING_FIELDS:
+                    if row.get(field) is not None and not isinstance(row[field], str):
+                        got = f"{type(row[field]).__name__} {row[field]!r}"[:80]
+                        raise DataError(f"{file}: record {lineno}: field {field!r} must be a non-empty string, "
+                                        f"got {got}")
+                row["_source"] = f"{file}: record {lineno}"
+                rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: the data set is empty")
+    try:
+        return datasets.Dataset.from_list(rows)
+    except (TypeError, ValueError) as e:  # pyarrow errors subclass these
+        raise DataError(f"{path}: a field has values of different types in different records ({e})") from None
+
+
+def load_records(train_file: str | None = None, dataset_name: str | None = None, dataset_config: str | None = None,
+                 split: str = "train") -> datasets.Dataset:
+    """JSONL (`train_file`) or a `datasets` source (`dataset_name`: Hub id, local script/folder, or a folder
+    written by `Dataset.save_to_disk`)."""
+    if (train_file is None) == (dataset_name is None):
+        raise DataError("give exactly one of --train_file (JSONL) or --dataset_name (a datasets source / Hub id)")
+    if train_file is not None:
+        return read_jsonl(train_file)
+    if os.path.isdir(dataset_name) and os.path.exists(os.path.join(dataset_name, "dataset_info.json")):
+        ds = datasets.load_from_disk(dataset_name)
+        ds = ds[split] if isinstance(ds, datasets.DatasetDict) else ds
+    else:
+        ds = datasets.load_dataset(dataset_name, dataset_config, split=split)
+    if len(ds) == 0:
+        raise DataError(f"{dataset_name} (split {split!r}): the data set is empty")
+    return ds
+
+
+def _where(ds_name: str, example: dict, index: int) -> str:
+    return example.get("_source") or f"{ds_name}: record {index + 1}"
+
+
+def _lang_error(code, valid: list[str]) -> str:
+    close = difflib.get_close_matches(str(code), valid, n=1, cutoff=0.6) or [
+        v for v in valid if v.lower() == str(code).lower()]
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    shown = ", ".join(valid[:20]) + (f", ... ({len(valid)} in all)" if len(valid) > 20 else "")
+    return f"unknown language code {code!r}{hint} valid codes: {shown}"
+
+
+def validate(ds: datasets.Dataset, kind: str, lang_codes: Iterable[str], name: str = "data") -> None:
+    """Check every record of `ds` for the fields of `kind` (a key of REQUIRED_FIELDS) and known language codes."""
+    if kind not in REQUIRED_FIELDS:
+        raise ValueError(f"unknown record kind {kind!r}; valid: {sorted(REQUIRED_FIELDS)}")
+    if len(ds) == 0:
+        raise DataError(f"{name}: the data set is empty")
+    required = REQUIRED_FIELDS[kind]
+    missing = [f for f in required if f not in ds.column_names]
+    if missing:
+        raise DataError(f"{name}: field {missing[0]!r} is missing from every record (a {kind} record needs "
+                        f"{', '.join(required)}; found {', '.join(c for c in ds.column_names if c != '_source')})")
+    valid = sorted(lang_codes)
+    known = set(valid)
+    checked = [f for f in (*required, *OPTIONAL_FIELDS) if f in ds.column_names]
+    for i, ex in enumerate(ds.select_columns(checked + (["_source"] if "_source" in ds.column_names else []))):
+        for field in checked:
+            value = ex[field]
+            if field in OPTIONAL_FIELDS and value is None:
+                continue
+            if not isinstance(value, str) or not value.strip():
+                got = "missing/null" if value is None else f"{type(value).__name__} {value!r}"[:80]
+                raise DataError(f"{_where(name, ex, i)}: field {field!r} must be a non-empty string, got {got}")
+            if field in LANG_FIELDS and value not in known:
+                raise DataError(f"{_where(name, ex, i)}: field {field!r}: {_lang_error(value, valid)}")
+
+
+_NLLB_CODE = re.compile(r"[a-z]{3}_[A-Z][a-z]{3}")
+
+
+def nllb_lang_codes(tokenizer) -> list[str]:
+    """The language-code special tokens of an NLLB tokenizer (`swh_Latn`, ...)."""
+    return [t for t in tokenizer.all_special_tokens if _NLLB_CODE.fullmatch(t)]
+
+
+def lang_codes_of(model_or_config=None, tokenizer=None) -> list[str]:
+    """The NLLB language codes the model knows: `config.lang_code_to_id` (the contract), else the NLLB tokenizer's
+    additional special tokens."""
+    config = getattr(model_or_config, "config", model_or_config)
+    codes = getattr(config, "lang_code_to_id", None)
+    if codes:
+        return list(codes)
+    if tokenizer is not None:
+        return nllb_lang_codes(tokenizer)
+    raise ValueError("cannot find the language codes: the model config has no lang_code_to_id and no tokenizer given")
+
+
+def _cut(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:
+    """Cut `text` at a token boundary so that it holds at most `max_tokens` tokens (special tokens not counted)."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    if len(enc["input_ids"]) <= max_tokens:
+        return text, False
+    return text[: enc["offset_mapping"][max_tokens - 1][1]], True
+
+
+# field -> (which tokenizer, which limit)
+_TRUNCATED = {
+    "src_text": ("nmt", "max_source_tokens"), "question": ("nmt", "max_source_tokens"),
+    "en_text": ("llm", "max_answer_tokens"), "answer_en": ("llm", "max_answer_tokens"),
+    "tgt_text": ("nmt", "max_target_tokens"), "answer_tgt": ("nmt", "max_target_tokens"),
+}
+
+
+def truncate(ds: datasets.Dataset, nmt_tokenizer, llm_tokenizer, max_source_tokens: int | None = None,
+             max_answer_tokens: int | None = None, max_target_tokens: int | None = None,
+             name: str = "data") -> datasets.Dataset:
+    """Cut over-long text fields at a token boundary (text-level, so the collator never truncates) and log how
+    many records were cut, per field."""
+    limits = {"max_source_tokens": max_source_tokens, "max_answer_tokens": max_answer_tokens,
+              "max_target_tokens": max_target_tokens}
+    toks = {"nmt": nmt_tokenizer, "llm": llm_tokenizer}
+    fields = [f for f in _TRUNCATED if f in ds.column_names and limits[_TRUNCATED[f][1]]]
+    if not fields:
+        return ds
+
+    def cut(batch):
+        out = {f: [] for f in fields}
+        out["_cut"] = [[] for _ in batch[fields[0]]]
+        for f in fields:
+            tok, limit = toks[_TRUNCATED[f][0]], limits[_TRUNCATED[f][1]]
+            for i, text in enumerate(batch[f]):
+                text, was_cut = _cut(tok, text, limit)
+                out[f].append(text)
+                if was_cut:
+                    out["_cut"][i].append(f)
+        return out
+
+    ds = ds.map(cut, batched=True, desc="truncating")
+    counts = {}
+    for cut_fields in ds["_cut"]:
+        for f in cut_fields:
+            counts[f] = counts.get(f, 0) + 1
+    n_records = sum(1 for c in ds["_cut"] if c)
+    if n_records:
+        detail = ", ".join(f"{f}: {n} (> {limits[_TRUNCATED[f][1]]} tokens)" for f, n in sorted(counts.items()))
+        logger.warning("%s: truncated %d of %d records (%s)", name, n_records, len(ds), detail)
+    else:
+        logger.info("%s: no record needed truncation", name)
+    return ds.remove_columns("_cut")
+
+
+def prepare(ds: datasets.Dataset, kind: str, lang_codes: Iterable[str], nmt_tokenizer=None, llm_tokenizer=None,
+            name: str = "data", **limits) -> datasets.Dataset:
+    """validate + truncate: what every trainer calls on its training set."""
+    validate(ds, kind, lang_codes, name)
+    if nmt_tokenizer is not None and llm_tokenizer is not None:
+        ds = truncate(ds, nmt_tokenizer, llm_tokenizer, name=name, **limits)
+    return ds
