@@ -70,15 +70,22 @@ def build_tiny_bases(root: Path) -> dict:
     return {k: str(v) for k, v in paths.items()}
 
 
-def make_offline_hub_cache(hf_home: Path, repo_id: str, folder: Path, revision: str = "main") -> None:
-    """Lay `folder` out as `repo_id` in a Hugging Face cache under `hf_home` (what a download would have made)."""
+def make_offline_hub_cache(hf_home: Path, repo_id: str, folder: Path, revision: str = "main", subfolder: str = "") -> None:
+    """Lay `folder` out as `repo_id` (or its `subfolder`) in a Hugging Face cache under `hf_home`, as a download would."""
     commit = "0" * 40
     repo = Path(hf_home) / "hub" / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / commit
+    snapshot = repo / "snapshots" / commit / subfolder
     snapshot.mkdir(parents=True, exist_ok=True)
     for file in Path(folder).iterdir():
         if file.is_file():
             shutil.copy(file, snapshot / file.name)
+    # A real download also records the files the loaders probed and the Hub did not have (`.no_exist`);
+    # offline, a probe with no record fails. AutoTokenizer probes a `config.json` next to every tokenizer.
+    for probed in ("config.json",):
+        if not (snapshot / probed).exists():
+            marker = repo / ".no_exist" / commit / subfolder / probed
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
     (repo / "refs").mkdir(exist_ok=True)
     (repo / "refs" / revision).write_text(commit)
 

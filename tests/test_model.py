@@ -1,0 +1,330 @@
+"""The core bundle: parity with the stock HF models, generation, save/load, errors."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, M2M100ForConditionalGeneration
+
+from configuration_xbridge import XBridgeConfig
+from modeling_xbridge import XBridgeForConditionalGeneration
+from processing_xbridge import XBridgeProcessor
+from tiny_bases import make_offline_hub_cache, seeded_bridge
+
+QUESTIONS = ["Habari ya dunia, leo ni siku nzuri.", "Ninapenda kusoma vitabu.", "Mama yangu ana ng'ombe tatu na mbuzi wawili."]
+ANSWERS = ["The answer is 5.", "I like books very much, thank you.", "Three cows."]
+TARGETS = ["Jibu ni 5.", "Napenda vitabu sana.", "Ng'ombe watatu."]
+
+
+def batch_for(processor, n=3, **kw):
+    return processor(QUESTIONS[:n], src_lang="swh_Latn", instruction="Answer the question.", answers=ANSWERS[:n],
+                     targets=TARGETS[:n], tgt_lang="swh_Latn", ot_targets=True, **kw)
+
+
+def test_generation_outputs_differ_between_inputs(tiny_bridge):
+    # Guard for every comparison below: identical outputs for all inputs would make them vacuous.
+    model, processor = tiny_bridge
+    ids = model.generate(**processor(QUESTIONS, src_lang="swh_Latn"), tgt_lang="swh_Latn", max_new_tokens=6)
+    english = model.generate(**processor(QUESTIONS, src_lang="swh_Latn"), max_new_tokens=6)
+    assert len({tuple(r) for r in ids.tolist()}) > 1
+    assert len({tuple(r) for r in english.tolist()}) > 1
+
+
+# ---------------------------------------------------------------- parity with the stock models
+def test_nllb_encoder_parity(tiny_bridge, tiny_bases):
+    model, processor = tiny_bridge
+    model.train()  # the frozen base must stay in eval mode (no dropout) even so
+    stock = M2M100ForConditionalGeneration.from_pretrained(tiny_bases["nmt"]).eval()
+    batch = processor(QUESTIONS, src_lang="swh_Latn")
+    ours = model.encode_source(batch["input_ids"], batch["attention_mask"])
+    theirs = stock.model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("arch", ["llm", "llama"])
+def test_llm_logits_and_captured_states_parity(tiny_bases, arch):
+    torch.manual_seed(0)
+    model = seeded_bridge(XBridgeForConditionalGeneration.from_bases(tiny_bases["nmt"], tiny_bases[arch])).eval()
+    processor = XBridgeProcessor.from_bases(tiny_bases["nmt"], tiny_bases[arch])
+    stock = AutoModelForCausalLM.from_pretrained(tiny_bases[arch]).eval()
+    batch = batch_for(processor)
+    out = model(**batch)
+    embeds, mask, _ = model._llm_inputs(batch["input_ids"], batch["attention_mask"], batch["prompt_ids"],
+                                        batch["prompt_attention_mask"], batch["answer_ids"], batch["answer_attention_mask"])
+    total = 0.0
+    for i in range(len(QUESTIONS)):  # each row alone, unpadded, through the stock LLM
+        keep = mask[i].bool()
+        ref = stock(inputs_embeds=embeds[i, keep][None], output_hidden_states=True)
+        n = int(batch["answer_attention_mask"][i].sum())
+        La = batch["answer_ids"].shape[1]
+        # positions predicting the answer: last prompt token .. second-to-last answer token
+        torch.testing.assert_close(out.llm_logits[i, La - n:], ref.logits[0, -n - 1 : -1], rtol=1e-4, atol=1e-4)
+        mem_ref = model.map_to_memory(ref.hidden_states[-2][0, -n - 1 : -1])
+        torch.testing.assert_close(out.decoder_memory[i, La - n:], mem_ref, rtol=1e-4, atol=1e-4)
+        assert out.decoder_memory_mask[i].sum() == n
+        total = total + torch.nn.functional.cross_entropy(ref.logits[0, -n - 1 : -1], batch["answer_ids"][i, :n], reduction="sum")
+    torch.testing.assert_close(out.loss_llm, total / batch["answer_attention_mask"].sum(), rtol=1e-4, atol=1e-4)
+
+
+def test_decoder_logits_parity(tiny_bridge, tiny_bases):
+    model, processor = tiny_bridge
+    stock = M2M100ForConditionalGeneration.from_pretrained(tiny_bases["nmt"]).eval()
+    batch = batch_for(processor)
+    out = model(**batch)
+    from modeling_xbridge import shift_right
+
+    ref = stock(encoder_outputs=(out.decoder_memory,), attention_mask=out.decoder_memory_mask,
+                decoder_input_ids=shift_right(batch["labels"], 1, 2))
+    torch.testing.assert_close(out.decoder_logits, ref.logits, rtol=1e-4, atol=1e-4)
+    expected = torch.nn.functional.cross_entropy(ref.logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
+    torch.testing.assert_close(out.loss_dec, expected)
+    assert batch["labels"][0, 0] == model.config.lang_code_to_id["swh_Latn"]  # the language code is a target
+
+
+def test_loss_is_weighted_sum_of_terms(tiny_bridge):
+    model, processor = tiny_bridge
+    model.set_ot_loss(lambda x, xm, y, ym: (x.mean() - y.mean()) ** 2)
+    model.config.lambda_dec, model.config.lambda_ot = 0.5, 2.0
+    out = model(**batch_for(processor))
+    torch.testing.assert_close(out.loss, out.loss_llm + 0.5 * out.loss_dec + 2.0 * out.loss_ot)
+    assert out.ot_target_states.shape[:2] == out.ot_target_mask.shape
+
+
+# ---------------------------------------------------------------- generation
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_captured_states_equal_teacher_forced_forward(tiny_bridge, num_beams):
+    model, processor = tiny_bridge
+    batch = processor(QUESTIONS, src_lang="swh_Latn")
+    gen = model.generate(**batch, tgt_lang="swh_Latn", max_new_tokens=7, num_beams=num_beams, return_dict_in_generate=True)
+    english, mask = gen.llm_sequences, gen.decoder_memory_mask
+    forced = model(**batch, answer_ids=english, answer_attention_mask=mask)
+    valid = mask.bool()
+    torch.testing.assert_close(gen.decoder_memory[valid], forced.decoder_memory[valid], rtol=1e-4, atol=1e-4)
+
+
+def test_batch_equals_one_by_one(tiny_bridge):
+    model, processor = tiny_bridge
+    together = model.generate(**processor(QUESTIONS, src_lang="swh_Latn"), tgt_lang=["swh_Latn", "eng_Latn"], max_new_tokens=6)
+    for i, q in enumerate(QUESTIONS):
+        alone = model.generate(**processor([q], src_lang="swh_Latn"), tgt_lang=["swh_Latn", "eng_Latn"], max_new_tokens=6)
+        for lang in ("swh_Latn", "eng_Latn"):
+            row = together[lang][i]
+            n = alone[lang].shape[1]
+            assert row[:n].tolist() == alone[lang][0].tolist(), lang
+
+
+def test_several_languages_equal_separate_calls(tiny_bridge):
+    model, processor = tiny_bridge
+    batch = processor(QUESTIONS, src_lang="swh_Latn")
+    langs = ["swh_Latn", "fra_Latn", "zho_Hans"]
+    many = model.generate(**batch, tgt_lang=langs, max_new_tokens=6)
+    assert list(many) == langs
+    for lang in langs:
+        single = model.generate(**batch, tgt_lang=lang, max_new_tokens=6)
+        assert torch.equal(many[lang][:, : single.shape[1]], single)
+        assert (single[:, 1] == model.config.lang_code_to_id[lang]).all()  # </s> tgt_code, as forced_bos does
+    text = processor.batch_decode(many, skip_special_tokens=True)
+    assert set(text) == set(langs) and all(isinstance(t, str) for t in text["fra_Latn"])
+
+
+def test_english_target_returns_llm_ids_and_phase_kwargs(tiny_bridge):
+    model, processor = tiny_bridge
+    batch = processor(QUESTIONS[:1], src_lang="swh_Latn")
+    english = model.generate(**batch, tgt_lang="eng_Latn", max_new_tokens=5)
+    assert torch.equal(english, model.generate(**batch, tgt_lang=None, max_new_tokens=5))
+    assert english.shape[1] <= 5 and english.max() >= model.config.nmt_config.vocab_size  # LLM vocabulary
+    assert isinstance(processor.batch_decode(english, from_llm=True)[0], str)
+    out = model.generate(**batch, tgt_lang="swh_Latn", llm_max_new_tokens=3, nmt_max_new_tokens=9, nmt_min_new_tokens=9,
+                         return_dict_in_generate=True)
+    assert out.llm_sequences.shape[1] <= 3 and out.sequences.shape[1] == 2 + 9
+
+
+# ---------------------------------------------------------------- stages, dtypes
+def test_stage_presets_and_frozen_bases_stay_in_eval(tiny_bridge):
+    model, _ = tiny_bridge
+    names = {s: model.set_stage(s) for s in (1, 2, 3)}
+    assert all(n.startswith(("enc_map", "boundary")) for n in names[2]) and "boundary" in names[2]
+    assert any("encoder_attn." in n for n in names[3]) and any("encoder_attn_layer_norm" in n for n in names[3])
+    assert not any(n.startswith(("enc_map", "boundary", "llm.")) for n in names[3])
+    assert set(names[1]) == set(names[2]) | set(names[3])
+    assert not any(n.startswith("llm.") or "self_attn" in n or "nmt.model.encoder" in n for n in names[1])
+    model.train()
+    assert model.training and not model.nmt.training and not model.llm.training
+    with pytest.raises(ValueError, match="stage=4"):
+        model.set_stage(4)
+
+
+def test_stage_gradients_reach_only_trainable(tiny_bridge):
+    model, processor = tiny_bridge
+    model.set_stage(2)
+    model.train()
+    model(**batch_for(processor)).loss.backward()
+    grads = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert grads and grads <= set(model.trainable_parameter_names())
+    assert "boundary" in grads
+
+
+def test_bf16_bases_with_fp32_bridge(tiny_bases):
+    model = XBridgeForConditionalGeneration.from_bases(tiny_bases["nmt"], tiny_bases["llm"], dtype=torch.bfloat16)
+    processor = XBridgeProcessor.from_bases(tiny_bases["nmt"], tiny_bases["llm"])
+    assert model.llm.dtype == torch.bfloat16 and model.nmt.dtype == torch.bfloat16
+    assert model.enc_map.up.weight.dtype == torch.float32 and model.dec_map[1].down.weight.dtype == torch.float32
+    model.set_stage(1)
+    assert model.nmt.model.decoder.layers[0].encoder_attn.q_proj.weight.dtype == torch.float32
+    out = model(**batch_for(processor))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and model.dec_map[0].up.weight.grad is not None
+    assert model.nmt.model.decoder.layers[0].encoder_attn.k_proj.weight.grad is not None
+    ids = model.generate(**processor(QUESTIONS[:1], src_lang="swh_Latn"), tgt_lang="swh_Latn", max_new_tokens=4)
+    assert ids.shape[0] == 1
+
+
+# ---------------------------------------------------------------- errors
+def test_errors_name_the_bad_value(tiny_bridge):
+    model, processor = tiny_bridge
+    with pytest.raises(ValueError, match=r"unknown src_lang 'swh_latn'.*did you mean 'swh_Latn'"):
+        processor(["x"], src_lang="swh_latn")
+    batch = processor(["x"], src_lang="swh_Latn")
+    with pytest.raises(ValueError, match=r"unknown tgt_lang 'fra_latn'.*'fra_Latn'.*lang_code_to_id"):
+        model.generate(**batch, tgt_lang="fra_latn")
+    with pytest.raises(ValueError, match="empty batch"):
+        processor([], src_lang="swh_Latn")
+    with pytest.raises(ValueError, match="empty batch"):
+        model.generate(input_ids=batch["input_ids"][:0], attention_mask=batch["attention_mask"][:0], tgt_lang="swh_Latn")
+    with pytest.warns(UserWarning, match=r"1 of 2 source texts truncated to 512 tokens"):
+        long = processor(["neno " * 2000, "fupi"], src_lang="swh_Latn")
+    assert long["input_ids"].shape[1] == 512 and long["input_ids"][0, -1] == processor.nmt_tokenizer.eos_token_id
+
+
+def test_config_converts_and_validates(tiny_bases):
+    model = XBridgeForConditionalGeneration.from_bases(tiny_bases["nmt"], tiny_bases["llm"], llm_layer="-1", lambda_ot="2")
+    assert model.config.llm_layer == -1 and model.config.lambda_ot == 2.0
+    assert model.config.nmt_name_or_path == tiny_bases["nmt"]
+    assert model.config.llm_config._attn_implementation == model.llm.config._attn_implementation == "sdpa"
+    with pytest.raises(ValueError, match="llm_layer=7 is out of range"):
+        XBridgeConfig(llm_config=model.config.llm_config, llm_layer=7)
+    with pytest.raises(ValueError, match="encoder_fusion='mean'"):
+        XBridgeConfig(encoder_fusion="mean")
+
+
+def test_llm_layer_last_reads_final_norm(tiny_bases):
+    model = seeded_bridge(XBridgeForConditionalGeneration.from_bases(tiny_bases["nmt"], tiny_bases["llm"], llm_layer=-1)).eval()
+    processor = XBridgeProcessor.from_bases(tiny_bases["nmt"], tiny_bases["llm"])
+    batch = batch_for(processor, n=1)
+    out = model(**batch)
+    embeds, _, _ = model._llm_inputs(batch["input_ids"], None, batch["prompt_ids"], None, batch["answer_ids"], None)
+    ref = model.llm(inputs_embeds=embeds, output_hidden_states=True).hidden_states[-1]
+    n = batch["answer_ids"].shape[1]
+    torch.testing.assert_close(out.decoder_memory[0], model.map_to_memory(ref[0, -n - 1 : -1]), rtol=1e-4, atol=1e-4)
+
+
+def test_mismatched_bases_error_names_both(tiny_bridge, tiny_bases, tmp_path):
+    model, _ = tiny_bridge
+    model.save_pretrained(tmp_path / "bridge")
+    cfg = json.loads((tmp_path / "bridge" / "config.json").read_text())
+    cfg["llm_config"]["hidden_size"] = 64
+    (tmp_path / "bridge" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"LLM hidden_size=64.*tiny-qwen2.*hidden_size=32"):
+        XBridgeForConditionalGeneration.from_pretrained(tmp_path / "bridge")
+
+
+# ---------------------------------------------------------------- save / load
+def run_fresh_python(code: str, cwd: Path, env_extra: dict | None = None) -> str:
+    """Run code in a new interpreter with the project NOT importable (as a Hub user would)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(env_extra or {})
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+LOAD_AND_GENERATE = """
+    import json, sys, torch
+    assert not any(p.endswith("main") for p in sys.path if p), sys.path
+    from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoProcessor
+    model = AutoModel.from_pretrained({repo!r}, trust_remote_code=True)
+    assert type(model) is type(AutoModelForSeq2SeqLM.from_pretrained({repo!r}, trust_remote_code=True))
+    processor = AutoProcessor.from_pretrained({repo!r}, trust_remote_code=True)
+    batch = processor({questions!r}, src_lang="swh_Latn")
+    ids = model.generate(**batch, tgt_lang="swh_Latn", max_new_tokens=6)
+    print(json.dumps({{"ids": ids.tolist(), "class": type(model).__name__, "llm": model.config.llm_name_or_path}}))
+"""
+
+
+def test_bridge_only_save_load_in_fresh_process(tiny_bridge, tmp_path):
+    model, processor = tiny_bridge
+    expected = model.generate(**processor(QUESTIONS, src_lang="swh_Latn"), tgt_lang="swh_Latn", max_new_tokens=6)
+    folder = tmp_path / "bridge"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    for name in ("configuration_xbridge.py", "modeling_xbridge.py", "processing_xbridge.py", "README.md", "generation_config.json"):
+        assert (folder / name).exists(), name
+    auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
+    assert {"AutoConfig", "AutoModel", "AutoModelForSeq2SeqLM", "AutoProcessor"} <= set(auto_map)
+    bridge_bytes = (folder / "model.safetensors").stat().st_size
+    base_bytes = sum(f.stat().st_size for p in (model.config.nmt_name_or_path, model.config.llm_name_or_path)
+                     for f in Path(p).glob("*.safetensors"))
+    assert bridge_bytes < 0.05 * base_bytes, (bridge_bytes, base_bytes)
+    out = json.loads(run_fresh_python(LOAD_AND_GENERATE.format(repo=str(folder), questions=QUESTIONS), cwd=tmp_path).splitlines()[-1])
+    assert out["ids"] == expected.tolist()
+    assert out["class"] == "XBridgeForConditionalGeneration"
+
+
+def test_full_checkpoint_roundtrip(tiny_bridge, tmp_path):
+    model, processor = tiny_bridge
+    batch = processor(QUESTIONS[:2], src_lang="swh_Latn")
+    expected = model.generate(**batch, tgt_lang="swh_Latn", max_new_tokens=5)
+    model.save_pretrained(tmp_path / "full", bridge_only=False)
+    assert (tmp_path / "full" / "model.safetensors").stat().st_size > 10 * 2**20
+    reloaded = XBridgeForConditionalGeneration.from_pretrained(tmp_path / "full").eval()
+    assert reloaded.config.bridge_only is False
+    assert torch.equal(reloaded.generate(**batch, tgt_lang="swh_Latn", max_new_tokens=5), expected)
+
+
+def test_device_map_auto_and_processor_settings_roundtrip(tiny_bridge, tmp_path):
+    model, processor = tiny_bridge
+    processor.max_source_length, processor.source_in_prompt = 64, False
+    model.save_pretrained(tmp_path / "b")
+    processor.save_pretrained(tmp_path / "b")
+    from transformers import AutoProcessor
+
+    reloaded_processor = AutoProcessor.from_pretrained(tmp_path / "b", trust_remote_code=True)
+    assert reloaded_processor.max_source_length == 64 and reloaded_processor.source_in_prompt is False
+    reloaded = XBridgeForConditionalGeneration.from_pretrained(tmp_path / "b", device_map="auto")
+    batch = processor(QUESTIONS[:1], src_lang="swh_Latn")
+    assert torch.equal(reloaded.generate(**batch, tgt_lang="swh_Latn", max_new_tokens=4),
+                       model.generate(**batch, tgt_lang="swh_Latn", max_new_tokens=4))
+
+
+def test_hub_ids_resolve_through_offline_cache(tiny_bases, tmp_path):
+    hf_home = tmp_path / "hf_home"
+    make_offline_hub_cache(hf_home, "tiny-org/nllb-tiny", Path(tiny_bases["nmt"]))
+    make_offline_hub_cache(hf_home, "tiny-org/qwen2-tiny", Path(tiny_bases["llm"]))
+    env = {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    build = f"""
+        import sys, torch
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from tiny_bases import seeded_bridge
+        from modeling_xbridge import XBridgeForConditionalGeneration
+        from processing_xbridge import XBridgeProcessor
+        model = seeded_bridge(XBridgeForConditionalGeneration.from_bases("tiny-org/nllb-tiny", "tiny-org/qwen2-tiny")).eval()
+        processor = XBridgeProcessor.from_bases("tiny-org/nllb-tiny", "tiny-org/qwen2-tiny")
+        model.save_pretrained({str(tmp_path / 'bridge')!r}); processor.save_pretrained({str(tmp_path / 'bridge')!r})
+        print(model.generate(**processor({QUESTIONS!r}, src_lang="swh_Latn"), tgt_lang="swh_Latn", max_new_tokens=6).tolist())
+    """
+    expected = run_fresh_python(build, cwd=tmp_path, env_extra=env).splitlines()[-1]
+    config = json.loads((tmp_path / "bridge" / "config.json").read_text())
+    assert config["nmt_name_or_path"] == "tiny-org/nllb-tiny" and config["llm_name_or_path"] == "tiny-org/qwen2-tiny"
+    make_offline_hub_cache(hf_home, "tiny-org/xbridge-tiny", tmp_path / "bridge")
+    for sub in ("nmt_tokenizer", "llm_tokenizer"):  # processor sub-folders, as a Hub repo has them
+        make_offline_hub_cache(hf_home, "tiny-org/xbridge-tiny", tmp_path / "bridge" / sub, subfolder=sub)
+    env.pop("PYTHONPATH")
+    out = json.loads(run_fresh_python(LOAD_AND_GENERATE.format(repo="tiny-org/xbridge-tiny", questions=QUESTIONS),
+                                      cwd=tmp_path, env_extra=env).splitlines()[-1])
+    assert str(out["ids"]) == expected
+    assert out["llm"] == "tiny-org/qwen2-tiny"
