@@ -1,0 +1,1 @@
+"""Gradio Space for XBridge checkpoints."""
