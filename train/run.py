@@ -1,0 +1,210 @@
+"""`python -m train {stage1,stage2,stage3,encoder-only} --config <yaml> [--key value ...]`: train one stage.
+
+The YAML holds defaults for both the XBridge arguments below and any `transformers.TrainingArguments` field;
+command-line flags override it (`--max_steps 10 --output_dir runs/x`).
+"""
+
+import json
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+
+from .data import load_records, prepare
+from .ot import build_ot_loss
+from .trainer import STAGES, XBridgeCollator, XBridgeTrainer, prepare_bridge_dtypes
+
+logger = logging.getLogger("train")
+
+
+@dataclass
+class XBridgeArguments:
+    """XBridge-specific arguments (everything else is a `TrainingArguments` field)."""
+
+    config: str | None = field(default=None, metadata={"help": "YAML file of defaults for any argument"})
+    nmt_name_or_path: str | None = field(default=None, metadata={
+        "help": "stage 1 / encoder-only stage 1: NLLB checkpoint (Hub id or folder), e.g. facebook/nllb-200-1.3B"})
+    llm_name_or_path: str | None = field(default=None, metadata={
+        "help": "stage 1 / encoder-only stage 1: LLM checkpoint, e.g. meta-llama/Meta-Llama-3-8B"})
+    model_name_or_path: str | None = field(default=None, metadata={
+        "help": "stages 2-3: the previous stage's output folder or Hub repo (a bridge-only checkpoint)"})
+    encoder_stage: int = field(default=1, metadata={"help": "encoder-only: 1 (translation pairs) or 2 (task data)"})
+    train_file: str | None = field(default=None, metadata={"help": "JSONL file, folder of shards or glob"})
+    dataset_name: str | None = field(default=None, metadata={"help": "a datasets source / Hub id"})
+    dataset_config: str | None = field(default=None, metadata={"help": "the dataset's config name"})
+    dataset_split: str = field(default="train")
+    max_train_samples: int | None = field(default=None, metadata={"help": "keep only the first N records"})
+    ot_backend: str = field(default="relaxed", metadata={
+        "help": "relaxed (the released row-minimum OT), sinkhorn (entropic OT via POT) or sinkhorn_torch"})
+    ot_reg: float = field(default=0.05, metadata={"help": "sinkhorn: entropic regularisation"})
+    ot_y_mass: str = field(default="norm", metadata={"help": "sinkhorn: mass on the LLM side, norm or uniform"})
+    lambda_llm: float | None = field(default=None, metadata={"help": "weight of the LLM CE (default: the stage's)"})
+    lambda_dec: float | None = field(default=None, metadata={"help": "weight of the decoder CE (default: 1.0)"})
+    lambda_ot: float | None = field(default=None, metadata={"help": "weight of the OT term (default: 6.0)"})
+    base_dtype: str = field(default="bfloat16", metadata={
+        "help": "dtype of the frozen bases (bfloat16, float32, auto); trainable weights are always fp32"})
+    total_batch_size: int | None = field(default=None, metadata={
+        "help": "effective batch (the paper: 128): sets gradient_accumulation_steps from the per-device batch "
+                "and the number of processes"})
+    instruction: str | None = field(default=None, metadata={
+        "help": "stages 2-3: task instruction put in the prompt when a record has none"})
+    prompt_template: str | None = field(default=None, metadata={
+        "help": "plain prompt template with {query} (default: the processor's Alpaca template)"})
+    use_chat_template: bool = field(default=False, metadata={
+        "help": "wrap the prompt with the LLM's chat template (instruct LLMs)"})
+    max_source_tokens: int = field(default=256)
+    max_answer_tokens: int = field(default=512)
+    max_target_tokens: int = field(default=512)
+    pad_to_multiple_of: int = field(default=8)
+
+
+def _yaml_to_argv(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        values = yaml.safe_load(f) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of argument names to values")
+    argv = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            argv += [f"--{key}", *map(str, value)]
+        elif isinstance(value, dict):
+            argv += [f"--{key}", json.dumps(value)]
+        else:
+            argv += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return argv
+
+
+def parse_args(command: str, argv: list[str]):
+    parser = HfArgumentParser((XBridgeArguments, TrainingArguments), prog=f"python -m train {command}",
+                              description=__doc__)
+    if "-h" in argv or "--help" in argv:
+        parser.print_help()
+        sys.exit(0)
+    config = None
+    for i, a in enumerate(argv):
+        if a == "--config" and i + 1 < len(argv):
+            config = argv[i + 1]
+        elif a.startswith("--config="):
+            config = a.split("=", 1)[1]
+    full = (_yaml_to_argv(config) if config else []) + argv  # later flags win: the command line overrides YAML
+    xargs, targs = parser.parse_args_into_dataclasses(args=full)
+    return xargs, targs
+
+
+def _stage_key(command: str, xargs) -> str:
+    if command == "encoder-only":
+        if xargs.encoder_stage not in (1, 2):
+            raise ValueError(f"--encoder_stage must be 1 or 2, got {xargs.encoder_stage}")
+        return f"encoder-only-stage{xargs.encoder_stage}"
+    return command
+
+
+def _from_bases(stage_key: str) -> bool:
+    return stage_key in ("stage1", "encoder-only-stage1")
+
+
+def build_model_and_processor(stage_key: str, xargs):
+    import torch  # noqa: PLC0415
+
+    from modeling_xbridge import XBridgeForConditionalGeneration  # noqa: PLC0415
+    from processing_xbridge import XBridgeProcessor  # noqa: PLC0415
+
+    dtype = {"auto": "auto", "bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}.get(
+        xargs.base_dtype)
+    if dtype is None:
+        raise ValueError(f"--base_dtype {xargs.base_dtype!r}: use bfloat16, float32, float16 or auto")
+    preset = STAGES[stage_key]
+    lambdas = [preset["lambdas"][i] if v is None else v
+               for i, v in enumerate((xargs.lambda_llm, xargs.lambda_dec, xargs.lambda_ot))]
+    if _from_bases(stage_key):
+        if xargs.model_name_or_path and not (xargs.nmt_name_or_path or xargs.llm_name_or_path):
+            model = XBridgeForConditionalGeneration.from_pretrained(xargs.model_name_or_path, dtype=dtype)
+            processor = XBridgeProcessor.from_pretrained(xargs.model_name_or_path)
+        else:
+            if not (xargs.nmt_name_or_path and xargs.llm_name_or_path):
+                raise ValueError(f"{stage_key} starts from the two bases: give --nmt_name_or_path and "
+                                 "--llm_name_or_path")
+            model = XBridgeForConditionalGeneration.from_bases(xargs.nmt_name_or_path, xargs.llm_name_or_path,
+                                                               dtype=dtype)
+            processor = XBridgeProcessor.from_bases(xargs.nmt_name_or_path, xargs.llm_name_or_path)
+    else:
+        if not xargs.model_name_or_path:
+            raise ValueError(f"{stage_key} continues a trained bridge: give --model_name_or_path (the previous "
+                             "stage's output folder or Hub repo)")
+        model = XBridgeForConditionalGeneration.from_pretrained(xargs.model_name_or_path, dtype=dtype)
+        processor = XBridgeProcessor.from_pretrained(xargs.model_name_or_path)
+    model.config.lambda_llm, model.config.lambda_dec, model.config.lambda_ot = lambdas
+    prepare_bridge_dtypes(model)
+    trainable = model.set_stage(preset["model_stage"])
+    model.config.stage = preset["model_stage"] if stage_key.startswith("stage") else int(stage_key[-1])
+    if preset["targets"]:
+        kwargs = {"reg": xargs.ot_reg, "y_mass": xargs.ot_y_mass} if xargs.ot_backend != "relaxed" else {}
+        model.set_ot_loss(build_ot_loss(xargs.ot_backend, **kwargs))
+    processor.max_source_length = xargs.max_source_tokens + 2  # + language code and </s>
+    processor.max_answer_length = xargs.max_answer_tokens + 1  # + EOS
+    processor.max_target_length = xargs.max_target_tokens + 2
+    processor.use_chat_template = xargs.use_chat_template
+    if xargs.prompt_template:
+        processor.prompt_template = xargs.prompt_template
+    return model, processor, trainable
+
+
+def _set_accumulation(xargs, targs) -> None:
+    if not xargs.total_batch_size:
+        return
+    per_step = targs.per_device_train_batch_size * max(targs.world_size, 1)
+    if xargs.total_batch_size % per_step:
+        raise ValueError(f"--total_batch_size {xargs.total_batch_size} is not a multiple of per-device batch "
+                         f"{targs.per_device_train_batch_size} x {targs.world_size} processes")
+    targs.gradient_accumulation_steps = xargs.total_batch_size // per_step
+    logger.info("total batch %d = %d per device x %d processes x %d accumulation steps", xargs.total_batch_size,
+                targs.per_device_train_batch_size, targs.world_size, targs.gradient_accumulation_steps)
+
+
+def main(command: str, argv: list[str], callbacks=None):
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    xargs, targs = parse_args(command, argv)
+    stage_key = _stage_key(command, xargs)
+    _set_accumulation(xargs, targs)
+    targs.remove_unused_columns = False  # the collator needs the raw text fields
+    set_seed(targs.seed)
+    model, processor, trainable = build_model_and_processor(stage_key, xargs)
+    n_train = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad)
+    logger.info("%s: training %d tensors (%.2fM parameters): %s", stage_key, len(trainable), n_train / 1e6,
+                sorted({n.split(".")[0] for n in trainable}))
+
+    preset = STAGES[stage_key]
+    source = xargs.train_file or xargs.dataset_name
+    with targs.main_process_first(desc="loading data"):
+        ds = load_records(xargs.train_file, xargs.dataset_name, xargs.dataset_config, xargs.dataset_split)
+        if xargs.max_train_samples:
+            ds = ds.select(range(min(xargs.max_train_samples, len(ds))))
+        ds = prepare(ds, preset["record_kind"], model.config.lang_code_to_id, processor.nmt_tokenizer,
+                     processor.llm_tokenizer, name=source, max_source_tokens=xargs.max_source_tokens,
+                     max_answer_tokens=xargs.max_answer_tokens, max_target_tokens=xargs.max_target_tokens)
+    if "_source" in ds.column_names:
+        ds = ds.remove_columns("_source")
+    collator = XBridgeCollator(processor, stage_key, xargs.instruction, xargs.pad_to_multiple_of)
+    card = {"training_data": f"{source} ({len(ds)} records, {preset['record_kind']} format)",
+            "metrics": {"trainer": f"python -m train {command}", "OT backend": xargs.ot_backend
+                        if preset["targets"] else "-"}}
+    trainer = XBridgeTrainer(model=model, args=targs, train_dataset=ds, data_collator=collator,
+                             processor=processor, callbacks=callbacks, card_info=card)
+    result = trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
+    trainer.save_model()  # bridge-only weights, config, processor, remote code, model card
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+    if trainer.is_world_process_zero():
+        trainer.create_model_card()
+    if targs.push_to_hub:
+        trainer.push_to_hub(commit_message=f"XBridge {stage_key}: {trainer.state.global_step} steps")
+    if not all(math.isfinite(v) for v in trainer._last_logged.values()):
+        raise RuntimeError(f"non-finite losses at the end of training: {trainer._last_logged}")
+    return trainer

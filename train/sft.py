@@ -1,0 +1,79 @@
+"""`python -m train sft --config train/configs/sft.yaml --llm_name_or_path ... --train_file ...`: the SFT baseline.
+
+LoRA (peft) on the LLM alone, trained with TRL's `SFTTrainer` on the same task records as stages 2-3: the prompt
+holds the question in its own language (same template as XBridge), the completion is `answer_en` (or
+`answer_tgt` with `--sft_target answer_tgt` for multilingual responses); the loss covers the completion only.
+"""
+
+import logging
+import sys
+from dataclasses import dataclass, field
+
+from transformers import AutoTokenizer, HfArgumentParser, set_seed
+
+from .data import load_records, validate
+from .run import _yaml_to_argv
+
+logger = logging.getLogger("train")
+
+DEFAULT_TEMPLATE = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+    "\n\n### Instruction:\n{query}\n\n### Response:"
+)
+
+
+@dataclass
+class SFTArguments:
+    config: str | None = field(default=None, metadata={"help": "YAML file of defaults for any argument"})
+    llm_name_or_path: str | None = field(default=None, metadata={"help": "the LLM (Hub id or folder)"})
+    train_file: str | None = field(default=None, metadata={"help": "task records, JSONL"})
+    dataset_name: str | None = field(default=None, metadata={"help": "task records, a datasets source / Hub id"})
+    dataset_config: str | None = field(default=None)
+    dataset_split: str = field(default="train")
+    sft_target: str = field(default="answer_en", metadata={"help": "answer_en or answer_tgt"})
+    instruction: str | None = field(default=None, metadata={"help": "instruction when a record has none"})
+    prompt_template: str = field(default=DEFAULT_TEMPLATE, metadata={"help": "template with {query}"})
+    lora_r: int = field(default=16)
+    lora_alpha: int = field(default=32)
+    lora_dropout: float = field(default=0.05)
+    lora_target_modules: str = field(default="all-linear")
+
+
+def main(argv: list[str], callbacks=None):
+    from peft import LoraConfig  # noqa: PLC0415
+    from trl import SFTConfig, SFTTrainer  # noqa: PLC0415
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    parser = HfArgumentParser((SFTArguments, SFTConfig), prog="python -m train sft", description=__doc__)
+    if "-h" in argv or "--help" in argv:
+        parser.print_help()
+        sys.exit(0)
+    config = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"), None)
+    sargs, targs = parser.parse_args_into_dataclasses(args=(_yaml_to_argv(config) if config else []) + argv)
+    if not sargs.llm_name_or_path:
+        raise ValueError("sft needs --llm_name_or_path")
+    if sargs.sft_target not in ("answer_en", "answer_tgt"):
+        raise ValueError(f"--sft_target must be answer_en or answer_tgt, got {sargs.sft_target!r}")
+    set_seed(targs.seed)
+    tokenizer = AutoTokenizer.from_pretrained(sargs.llm_name_or_path)
+    ds = load_records(sargs.train_file, sargs.dataset_name, sargs.dataset_config, sargs.dataset_split)
+    kind = "stage3" if sargs.sft_target == "answer_tgt" else "sft"
+    # No NLLB here: language codes are only checked for their NLLB shape.
+    codes = {r["src_lang"] for r in ds} | ({r["tgt_lang"] for r in ds} if kind == "stage3" else set())
+    validate(ds, kind, [c for c in codes if len(c) == 8 and c[3] == "_"], sargs.train_file or sargs.dataset_name)
+
+    def to_prompt_completion(r):
+        query = "\n".join(x for x in (r.get("instruction") or sargs.instruction, r["question"]) if x)
+        return {"prompt": sargs.prompt_template.format(query=query),
+                "completion": " " + r[sargs.sft_target] + (tokenizer.eos_token or "")}
+
+    ds = ds.map(to_prompt_completion, remove_columns=ds.column_names)
+    peft_config = LoraConfig(r=sargs.lora_r, lora_alpha=sargs.lora_alpha, lora_dropout=sargs.lora_dropout,
+                             target_modules=sargs.lora_target_modules, task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=sargs.llm_name_or_path, args=targs, train_dataset=ds, processing_class=tokenizer,
+                         peft_config=peft_config, callbacks=callbacks)
+    trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
+    trainer.save_model()
+    if targs.push_to_hub:
+        trainer.push_to_hub(commit_message=f"SFT (LoRA) baseline: {trainer.state.global_step} steps")
+    return trainer

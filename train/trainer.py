@@ -1,0 +1,195 @@
+"""Stage presets, the per-stage collator and `XBridgeTrainer` (a `transformers.Trainer` with per-term logging).
+
+The model computes every loss term itself (`XBridgeOutput.loss_llm / loss_dec / loss_ot` and their weighted sum
+`loss`); the trainer only logs the terms and makes the Trainer treat the loss correctly.
+"""
+
+import os
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+from transformers import Trainer
+
+# What each trainer feeds the model and which weights it trains. `set_stage` is the model's one declared place
+# for trainable parameters; the encoder-only baseline (MindMerger design) trains stage 2's set in both of its
+# stages, on translation pairs first and task data second, with the LLM loss only.
+# lambdas: (llm, dec, ot) — a term with weight 0 is still computed and logged, but adds nothing to the loss.
+STAGES = {
+    "stage1": dict(model_stage=1, record_kind="stage1", prompt=False, answers="en_text", targets="tgt_text",
+                   source="src_text", lambdas=(1.0, 1.0, 6.0)),
+    "stage2": dict(model_stage=2, record_kind="stage2", prompt=True, answers="answer_en", targets=None,
+                   source="question", lambdas=(1.0, 0.0, 0.0)),
+    "stage3": dict(model_stage=3, record_kind="stage3", prompt=True, answers="answer_en", targets="answer_tgt",
+                   source="question", lambdas=(0.0, 1.0, 6.0)),
+    "encoder-only-stage1": dict(model_stage=2, record_kind="encoder-only-stage1", prompt=False, answers="en_text",
+                                targets=None, source="src_text", lambdas=(1.0, 0.0, 0.0)),
+    "encoder-only-stage2": dict(model_stage=2, record_kind="encoder-only", prompt=True, answers="answer_en",
+                                targets=None, source="question", lambdas=(1.0, 0.0, 0.0)),
+}
+
+# Which side each tensor is padded on and with what (the processor pads to the batch's longest; the collator
+# merges language groups and rounds lengths up to a multiple of 8 for tensor cores).
+_LEFT_PADDED = {"prompt_ids", "prompt_attention_mask"}
+
+
+def _pad_values(processor) -> dict:
+    nmt_pad, llm_pad = processor.nmt_tokenizer.pad_token_id, processor.llm_tokenizer.pad_token_id
+    return {"input_ids": nmt_pad, "attention_mask": 0, "prompt_ids": llm_pad, "prompt_attention_mask": 0,
+            "answer_ids": llm_pad, "answer_attention_mask": 0, "labels": -100, "ot_target_ids": nmt_pad,
+            "ot_target_attention_mask": 0}
+
+
+@dataclass
+class XBridgeCollator:
+    """Records -> the model's tensors for one stage, through the processor (so training and inference tokenise
+    alike). The processor takes one source and one target language per call, so a mixed batch is processed per
+    (src_lang, tgt_lang, instruction) group and merged back in record order."""
+
+    processor: object
+    stage: str
+    default_instruction: str | None = None
+    pad_to_multiple_of: int = 8
+
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise ValueError(f"unknown stage {self.stage!r}; valid: {sorted(STAGES)}")
+        self.preset = STAGES[self.stage]
+        self.pad_values = _pad_values(self.processor)
+
+    def _group(self, records):
+        p = self.preset
+        return {
+            "texts": [r[p["source"]] for r in records],
+            "src_lang": records[0]["src_lang"],
+            "instruction": (records[0].get("instruction") or self.default_instruction) if p["prompt"] else None,
+            "prompt": p["prompt"],
+            "answers": [r[p["answers"]] for r in records],
+            "targets": [r[p["targets"]] for r in records] if p["targets"] else None,
+            "tgt_lang": records[0]["tgt_lang"] if p["targets"] else None,
+            "ot_targets": p["targets"] is not None,  # OT accompanies the decoder loss (stages 1 and 3)
+        }
+
+    def __call__(self, records: list[dict]) -> dict:
+        p = self.preset
+        groups = defaultdict(list)
+        for i, r in enumerate(records):
+            key = (r["src_lang"], r.get("tgt_lang") if p["targets"] else None,
+                   (r.get("instruction") or self.default_instruction) if p["prompt"] else None)
+            groups[key].append(i)
+        parts, order = [], []
+        for idx in groups.values():
+            parts.append(self.processor(**self._group([records[i] for i in idx]), return_tensors="pt"))
+            order += idx
+        batch = {}
+        for key in parts[0].keys():
+            longest = max(part[key].shape[1] for part in parts)
+            m = self.pad_to_multiple_of
+            length = (longest + m - 1) // m * m if m else longest
+            padded = []
+            for part in parts:
+                t = part[key]
+                pad = (length - t.shape[1], 0) if key in _LEFT_PADDED else (0, length - t.shape[1])
+                padded.append(torch.nn.functional.pad(t, pad, value=self.pad_values[key]))
+            merged = torch.cat(padded)
+            batch[key] = merged[torch.argsort(torch.tensor(order))]  # back to record order
+        return batch
+
+
+class XBridgeTrainer(Trainer):
+    """`Trainer` for XBridge stages.
+
+    - logs `ce_llm`, `ce_dec`, `ot` (unweighted terms, averaged over the steps since the last log and over
+      processes) next to the weighted `loss`, the way TRL trainers accumulate metrics;
+    - the model's loss is a mean per micro-batch that knows nothing of `num_items_in_batch`. The Trainer would
+      otherwise infer from `forward(**kwargs)` that the model normalises by it ("accepts loss kwargs"), skip the
+      division by the accumulation steps and multiply by the number of processes: both are switched off here;
+    - optimises only parameters with `requires_grad` (the stage's, set by `model.set_stage`), which is what
+      `Trainer.create_optimizer` keeps;
+    - writes the bundle's remote-code files and the model card into every folder that is pushed, intermediate
+      pushes included (the stock `_push_from_checkpoint` copies only config and weights).
+    """
+
+    loss_is_scaled_for_ga = False
+    TERMS = (("loss_llm", "ce_llm"), ("loss_dec", "ce_dec"), ("loss_ot", "ot"))
+
+    def __init__(self, *args, processor=None, card_info: dict | None = None, **kwargs):
+        # The processor is not passed as `processing_class`: Trainer.train() would call `align_special_tokens`,
+        # which reads `processing_class.tokenizer` (XBridgeProcessor has two tokenizers, none named so) and would
+        # rewrite the composite config's special tokens. It is saved next to every checkpoint in `_save` instead.
+        super().__init__(*args, **kwargs)
+        self.processor = processor
+        self.model_accepts_loss_kwargs = False
+        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._last_logged = {}
+        self.card_info = card_info or {}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        mode = "train" if model.training else "eval"
+        terms = [outputs[key] for key, _ in self.TERMS]
+        present = [(name, t) for (_, name), t in zip(self.TERMS, terms) if t is not None]
+        if present:
+            values = torch.stack([t.detach().float() for _, t in present])
+            values = self.accelerator.gather_for_metrics(values.unsqueeze(0)).mean(0)  # mean over processes
+            for (name, _), value in zip(present, values.tolist()):
+                self._metrics[mode][name].append(value)
+        if outputs.loss is None:
+            raise ValueError("the model returned no loss: every loss term is absent or has weight 0 "
+                             f"(lambda_llm={model.config.lambda_llm}, lambda_dec={model.config.lambda_dec}, "
+                             f"lambda_ot={model.config.lambda_ot}); check the stage's data fields")
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs: dict, start_time: float | None = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        metrics = {k: sum(v) / len(v) for k, v in self._metrics[mode].items() if v}
+        if mode == "eval":
+            metrics = {f"eval_{k}": v for k, v in metrics.items()}
+        logs.update(metrics)
+        if "loss" in logs:
+            self._last_logged.update({k: v for k, v in logs.items() if k in ("loss", "ce_llm", "ce_dec", "ot")})
+        super().log(logs, start_time)
+        self._metrics[mode].clear()
+
+    # ------------------------------------------------------------------ saving and Hub folders
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        super()._save(output_dir, state_dict)  # model.save_pretrained: bridge-only weights, config, remote code
+        if self.processor is not None and self.args.should_save:
+            self.processor.save_pretrained(output_dir or self.args.output_dir)
+
+    def write_bundle(self, folder: str) -> None:
+        """The three remote-code files, the processor and the model card: every pushed revision loads with
+        trust_remote_code."""
+        if self.processor is not None:
+            self.processor.save_pretrained(folder)
+        import modeling_xbridge  # noqa: PLC0415  (the bundle is importable: repo root or installed)
+
+        src = os.path.dirname(os.path.abspath(modeling_xbridge.__file__))
+        for name in ("configuration_xbridge.py", "modeling_xbridge.py", "processing_xbridge.py"):
+            shutil.copy(os.path.join(src, name), os.path.join(folder, name))
+        model = self.accelerator.unwrap_model(self.model)
+        metrics = {**self.card_info.get("metrics", {}), **{f"final {k}": v for k, v in self._last_logged.items()},
+                   "steps": self.state.global_step}
+        model.card_info = {**self.card_info, "metrics": metrics}
+        from modeling_xbridge import write_model_card  # noqa: PLC0415
+
+        write_model_card(model, folder)
+
+    def create_model_card(self, *args, **kwargs):
+        # Replaces the generic Trainer card with the bridge's own (stage, data, final losses, usage).
+        if self.is_world_process_zero():
+            self.write_bundle(self.args.output_dir)
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        if self.is_world_process_zero():
+            self.write_bundle(self.args.output_dir)
+            self.write_bundle(checkpoint_folder)
+        super()._push_from_checkpoint(checkpoint_folder)
+
+
+def prepare_bridge_dtypes(model) -> None:
+    """Frozen bases may be bf16; what trains stays fp32 (mapping layers here, cross-attention in `set_stage`)."""
+    model.enc_map.float()
+    model.dec_map.float()
+    model.boundary.data = model.boundary.data.float()
