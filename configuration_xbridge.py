@@ -69,6 +69,9 @@ class XBridgeConfig(PreTrainedConfig):
         lambda_llm, lambda_dec, lambda_ot (`float`): loss weights (paper: 1.0, 1.0, 6.0).
         lang_code_to_id (`dict[str, int]`): NLLB language code -> NMT token id (validates `tgt_lang` without a tokenizer).
         encoder_fusion (`str`): how NLLB encoder layers are combined: "last" (paper), "global_softmax", "token_softmax".
+        lambda_align (`float`): weight of the optional AlignX-style InfoNCE loss in stage 1 (AlignX: 0.3; 0 = off).
+        lambda_lang (`float`): weight of the optional "same language?" matching loss in stage 1 (AlignX: 0.4; 0 = off).
+        align_layer (`int`): LLM `hidden_states` index of the alignment loss (default: the middle layer).
         stage (`int`): last training stage this bridge went through (0: untrained), for model cards.
         bridge_only (`bool`): checkpoints hold only the bridge; the bases are loaded from their names.
     """
@@ -90,6 +93,9 @@ class XBridgeConfig(PreTrainedConfig):
         lambda_ot: float = 6.0,
         lang_code_to_id: dict | None = None,
         encoder_fusion: str = "last",
+        lambda_align: float = 0.0,
+        lambda_lang: float = 0.0,
+        align_layer: int | None = None,
         stage: int = 0,
         bridge_only: bool = True,
         **kwargs,
@@ -108,6 +114,8 @@ class XBridgeConfig(PreTrainedConfig):
         if encoder_fusion not in ENCODER_FUSIONS:
             raise ValueError(f"encoder_fusion={encoder_fusion!r} is not one of {ENCODER_FUSIONS}")
         self.encoder_fusion = encoder_fusion
+        self.lambda_align, self.lambda_lang = float(lambda_align), float(lambda_lang)
+        self.align_layer = None if align_layer is None else int(align_layer)
         self.stage = int(stage)
         self.bridge_only = bool(bridge_only)
         num_llm_states = self.llm_config.num_hidden_layers + 1  # embeddings + one per layer, as `hidden_states`

@@ -9,7 +9,7 @@ nothing else. Training-only code (OT solvers, trainers) lives in `train/` and pl
 
 import json
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +40,8 @@ class XBridgeOutput(ModelOutput):
     loss_llm: torch.FloatTensor | None = None
     loss_dec: torch.FloatTensor | None = None
     loss_ot: torch.FloatTensor | None = None
+    loss_align: torch.FloatTensor | None = None  # optional AlignX-style InfoNCE (stage 1)
+    loss_lang: torch.FloatTensor | None = None  # optional "same language?" matching loss (stage 1)
     llm_logits: torch.FloatTensor | None = None  # (B, La, V_llm): logits predicting the answer tokens
     decoder_logits: torch.FloatTensor | None = None  # (B, Ly, V_nmt)
     decoder_memory: torch.FloatTensor | None = None  # (B, La, d_nmt): mapped LLM states the decoder reads
@@ -69,6 +71,50 @@ class MappingBlock(nn.Module):
 
     def forward(self, x):  # (..., d_in) -> (..., d_out)
         return self.down(F.silu(self.up(self.norm(x))))
+
+
+class EncoderFusion(nn.Module):
+    """Combine all NLLB encoder layers (embeddings included) instead of the last one (multi-layer fusion paper).
+
+    `global_softmax`: one learned weight per layer, softmax-normalised, shared by all tokens.
+    `token_softmax`: per token, its stack of layer outputs + a learned layer-position embedding, with a CLS
+    vector in front, through a one-layer transformer; Linear(d, L) on the CLS output -> softmax -> that token's
+    layer weights. Padding tokens are never computed.
+    """
+
+    def __init__(self, mode: str, num_states: int, d: int, num_heads: int):
+        super().__init__()
+        self.mode = mode
+        if mode == "global_softmax":
+            self.layer_logits = nn.Parameter(torch.zeros(num_states))  # uniform mix at init
+        else:
+            self.position = nn.Parameter(torch.zeros(num_states, d))
+            self.cls = nn.Parameter(torch.zeros(d))
+            self.mixer = nn.TransformerEncoderLayer(d, num_heads, dim_feedforward=2 * d, dropout=0.0, batch_first=True, norm_first=True)
+            self.to_weights = nn.Linear(d, num_states)
+
+    def layer_weights(self, stack, mask):
+        """(B, L, S) weights over the S layer states of every token (rows of padding tokens are zeros)."""
+        B, L, S, d = stack.shape
+        if self.mode == "global_softmax":
+            return self.layer_logits.softmax(-1).expand(B, L, S)
+        keep = mask.bool()
+        tokens = stack[keep] + self.position  # (N, S, d): only real tokens
+        tokens = torch.cat([self.cls.expand(tokens.shape[0], 1, d), tokens], dim=1)  # (N, 1 + S, d)
+        weights = self.to_weights(self.mixer(tokens)[:, 0]).softmax(-1)  # (N, S)
+        out = stack.new_zeros(B, L, S)
+        out[keep] = weights.to(out.dtype)
+        return out
+
+    def forward(self, hidden_states, mask):  # S x (B, L, d) -> (B, L, d)
+        stack = torch.stack(hidden_states, dim=2)  # (B, L, S, d)
+        weights = self.layer_weights(stack, mask)  # (B, L, S)
+        return (weights.unsqueeze(-1) * stack).sum(2)
+
+
+def mean_pool(states, mask):  # (B, L, d), (B, L) -> (B, d)
+    mask = mask.unsqueeze(-1).to(states.dtype)
+    return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
 def _cast_floats(value, dtype):
@@ -119,9 +165,11 @@ class XBridgePreTrainedModel(PreTrainedModel):
 class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
     # The one declared place for what trains at each stage (paper, Table "three stages"): name prefixes of
     # parameters. `cross_attention` expands to every NLLB decoder layer's encoder_attn and its layer norm.
+    # The optional encoder fusion trains with the encoder-side mapping; the optional "same language?" head
+    # trains in stage 1 with the alignment loss.
     STAGE_TRAINABLE = {
-        1: ("enc_map", "boundary", "dec_map", "cross_attention"),
-        2: ("enc_map", "boundary"),
+        1: ("enc_map", "boundary", "encoder_fusion", "lang_head", "dec_map", "cross_attention"),
+        2: ("enc_map", "boundary", "encoder_fusion"),
         3: ("dec_map", "cross_attention"),
     }
     CROSS_ATTENTION_PARTS = ("encoder_attn.", "encoder_attn_layer_norm.")
@@ -135,6 +183,12 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         self.boundary = nn.Parameter(torch.zeros(d_llm))
         d_mid = config.dec_map_hidden_size
         self.dec_map = nn.Sequential(MappingBlock(d_llm, d_mid, d_mid), MappingBlock(d_mid, d_mid, d_nmt))
+        self.encoder_fusion = None
+        if config.encoder_fusion != "last":
+            nmt_cfg = config.nmt_config
+            self.encoder_fusion = EncoderFusion(config.encoder_fusion, nmt_cfg.encoder_layers + 1, d_nmt, nmt_cfg.encoder_attention_heads)
+        # "same language?" classifier over a pair of pooled sentence vectors [a, b, |a - b|, a * b]
+        self.lang_head = nn.Linear(4 * d_llm, 1) if config.lambda_lang > 0 else None
         self._ot_loss_fn = None
         for block in (self.enc_map, *self.dec_map):
             self._init_weights(block)
@@ -192,16 +246,25 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         return self.nmt.get_encoder()
 
     # ------------------------------------------------------------------ building blocks
-    def encode_source(self, input_ids, attention_mask):
-        """NLLB encoder (frozen, no autograd) -> (B, Ls, d_nmt) states."""
+    def encode_last(self, input_ids, attention_mask):
+        """NLLB encoder's final states (frozen, no autograd) -> (B, Ls, d_nmt)."""
         with torch.no_grad():
             return self.nmt.model.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def encode_source(self, input_ids, attention_mask):
+        """Source states for the LLM side: the last encoder layer, or all layers fused (`config.encoder_fusion`)."""
+        if self.encoder_fusion is None:
+            return self.encode_last(input_ids, attention_mask)
+        with torch.no_grad():  # the encoder is frozen; only the fusion weights learn
+            states = self.nmt.model.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states
+        dtype = next(self.encoder_fusion.parameters()).dtype
+        return self.encoder_fusion([h.to(dtype) for h in states], attention_mask)
 
     def _llm_inputs(self, input_ids, attention_mask, prompt_ids, prompt_mask, answer_ids, answer_mask):
         """Build `[bos, enc_map(src), boundary, prompt, answer]` per row, left-padded as a whole.
 
-        Returns inputs_embeds (B, L, d_llm), attention mask (B, L) and answer targets (B, L) that hold the
-        answer token at answer positions and -100 elsewhere.
+        Returns inputs_embeds (B, L, d_llm), attention mask (B, L), answer targets (B, L) that hold the
+        answer token at answer positions and -100 elsewhere, and a (B, L) mask of the source positions.
         """
         if input_ids is None or input_ids.shape[0] == 0:
             raise ValueError("empty batch: input_ids must hold at least one example")
@@ -219,35 +282,34 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         def no_targets(mask):
             return torch.full(mask.shape, -100, dtype=torch.long, device=device)
 
-        parts = []  # (embeds, mask, targets)
+        parts = []  # (embeds, mask, targets, is_source)
         bos = self.config.llm_config.bos_token_id
         if isinstance(bos, list):
             bos = bos[0]
         if bos is not None:
             bos_ids = torch.full((B, 1), bos, dtype=torch.long, device=device)
-            parts.append((embed(bos_ids), ones(1), no_targets(ones(1))))
-        parts.append((src, attention_mask, no_targets(attention_mask)))
-        parts.append((self.boundary.to(dtype).expand(B, 1, -1), ones(1), no_targets(ones(1))))
+            parts.append((embed(bos_ids), ones(1), no_targets(ones(1)), 0 * ones(1)))
+        parts.append((src, attention_mask, no_targets(attention_mask), attention_mask))
+        parts.append((self.boundary.to(dtype).expand(B, 1, -1), ones(1), no_targets(ones(1)), 0 * ones(1)))
         if prompt_ids is not None and prompt_ids.shape[1] > 0:
             prompt_mask = torch.ones_like(prompt_ids) if prompt_mask is None else prompt_mask
-            parts.append((embed(prompt_ids), prompt_mask, no_targets(prompt_mask)))
+            parts.append((embed(prompt_ids), prompt_mask, no_targets(prompt_mask), 0 * prompt_mask))
         if answer_ids is not None:
             answer_mask = torch.ones_like(answer_ids) if answer_mask is None else answer_mask
-            parts.append((embed(answer_ids), answer_mask, answer_ids.masked_fill(answer_mask == 0, -100)))
+            parts.append((embed(answer_ids), answer_mask, answer_ids.masked_fill(answer_mask == 0, -100), 0 * answer_mask))
         embeds = torch.cat([p[0] for p in parts], dim=1)  # (B, L, d)
-        mask = torch.cat([p[1] for p in parts], dim=1).long()  # (B, L)
-        targets = torch.cat([p[2] for p in parts], dim=1)  # (B, L)
+        mask, targets, is_source = (torch.cat([p[i] for p in parts], dim=1).long() for i in (1, 2, 3))  # (B, L) each
         # Squeeze out every part's padding: a stable sort on the mask moves padding to the left and keeps the
         # order of real positions, so each row is its unpadded sequence, left-padded (batch == one by one).
         order = torch.argsort(mask, dim=1, stable=True)
         embeds = embeds.gather(1, order.unsqueeze(-1).expand_as(embeds))
-        return embeds, mask.gather(1, order), targets.gather(1, order)
+        return embeds, mask.gather(1, order), targets.gather(1, order), is_source.gather(1, order)
 
-    def _capture_module(self):
-        """(module, use_input): where `hidden_states[llm_layer]` can be read with a hook."""
+    def _capture_module(self, layer: int):
+        """(module, use_input): where `hidden_states[layer]` can be read with a hook."""
         base = self.llm.base_model
         n_layers = len(base.layers)
-        index = self.config.llm_layer % (n_layers + 1)
+        index = layer % (n_layers + 1)
         if index == 0:
             return base.layers[0], True  # embeddings = the first layer's input
         if index == n_layers:
@@ -255,12 +317,12 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         return base.layers[index - 1], False
 
     @contextmanager
-    def capture_llm_states(self):
-        """Collect `hidden_states[llm_layer]` of every LLM forward inside the block (one tensor per call).
+    def capture_llm_states(self, layer: int | None = None):
+        """Collect `hidden_states[layer]` (default `config.llm_layer`) of every LLM forward in the block.
 
         A hook instead of `output_hidden_states=True`: generation then keeps one layer, not all of them.
         """
-        module, use_input = self._capture_module()
+        module, use_input = self._capture_module(self.config.llm_layer if layer is None else layer)
         captured = []
 
         def keep(tensor):
@@ -300,13 +362,18 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         return_dict=True,
         **kwargs,
     ) -> XBridgeOutput:
-        embeds, mask, targets = self._llm_inputs(
+        embeds, mask, targets, is_source = self._llm_inputs(
             input_ids, attention_mask, prompt_ids, prompt_attention_mask, answer_ids, answer_attention_mask
         )
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate derives them: left padding is skipped
         n_answer = 0 if answer_ids is None else answer_ids.shape[1]
+        align = answer_ids is not None and (self.config.lambda_align > 0 or self.config.lambda_lang > 0)
         # Gradients flow through the frozen LLM only when the encoder side trains (stages 1-2).
-        with torch.set_grad_enabled(self._enc_side_trains()), self.capture_llm_states() as captured:
+        with (
+            torch.set_grad_enabled(self._enc_side_trains()),
+            self.capture_llm_states() as captured,
+            self.capture_llm_states(self.align_layer) if align else nullcontext([]) as captured_align,
+        ):
             llm_out = self.llm(
                 inputs_embeds=embeds,
                 attention_mask=mask,
@@ -315,6 +382,10 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
                 logits_to_keep=n_answer + 1,
             )
         out = XBridgeOutput()
+        if align:
+            out.loss_align, out.loss_lang = self._alignment_losses(
+                captured_align[0], is_source, input_ids[:, 0], answer_ids, answer_attention_mask
+            )
         if answer_ids is None:
             out.llm_logits = llm_out.logits
             return out
@@ -337,7 +408,7 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         if ot_target_ids is not None:
             if ot_target_attention_mask is None:
                 ot_target_attention_mask = torch.ones_like(ot_target_ids)
-            out.ot_target_states = self.encode_source(ot_target_ids, ot_target_attention_mask)
+            out.ot_target_states = self.encode_last(ot_target_ids, ot_target_attention_mask)
             out.ot_target_mask = ot_target_attention_mask
             if self._ot_loss_fn is not None:
                 out.loss_ot = self._ot_loss_fn(
@@ -347,10 +418,43 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
             (self.config.lambda_llm, out.loss_llm),
             (self.config.lambda_dec, out.loss_dec),
             (self.config.lambda_ot, out.loss_ot),
+            (self.config.lambda_align, out.loss_align),
+            (self.config.lambda_lang, out.loss_lang),
         ]
         present = [w * term for w, term in terms if term is not None and w != 0]
         out.loss = torch.stack(present).sum() if present else None
         return out
+
+    @property
+    def align_layer(self) -> int:
+        """LLM layer of the alignment loss (`config.align_layer`, default the middle layer, as AlignX)."""
+        layer = self.config.align_layer
+        return len(self.llm.base_model.layers) // 2 if layer is None else layer
+
+    def _alignment_losses(self, states, is_source, src_lang_ids, english_ids, english_mask):
+        """AlignX-style terms, adapted to a frozen LLM (stage 1).
+
+        InfoNCE (cosine, temperature 0.1, in-batch negatives, both directions) between the mean-pooled LLM states
+        of the mapped source x and those of the parallel English sentence alone, at `align_layer`; and a
+        "same language?" classifier over pairs of pooled source vectors (the NLLB code leads every source row).
+        """
+        x = mean_pool(states.float(), is_source)  # (B, d): causal, so source positions never see the answer
+        english_mask = torch.ones_like(english_ids) if english_mask is None else english_mask
+        with torch.no_grad(), self.capture_llm_states(self.align_layer) as captured:
+            self.llm.base_model(input_ids=english_ids, attention_mask=english_mask, use_cache=False)
+        y = mean_pool(captured[0].float(), english_mask)  # (B, d): constant target
+        loss_align = loss_lang = None
+        if self.config.lambda_align > 0:
+            logits = F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).T / 0.1  # (B, B)
+            labels = torch.arange(x.shape[0], device=x.device)
+            loss_align = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        if self.lang_head is not None and x.shape[0] > 1:
+            i, j = torch.triu_indices(x.shape[0], x.shape[0], offset=1, device=x.device)  # all pairs
+            a, b = x[i], x[j]
+            pair = torch.cat([a, b, (a - b).abs(), a * b], dim=-1).to(self.lang_head.weight.dtype)
+            same = (src_lang_ids[i] == src_lang_ids[j]).float()
+            loss_lang = F.binary_cross_entropy_with_logits(self.lang_head(pair).squeeze(-1).float(), same)
+        return loss_align, loss_lang
 
     @property
     def decoder_start_id(self) -> int:
@@ -393,7 +497,7 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
 
         Returns (English ids (B, T), decoder memory (B, T, d_nmt), memory mask (B, T)).
         """
-        embeds, mask, _ = self._llm_inputs(input_ids, attention_mask, prompt_ids, prompt_attention_mask, None, None)
+        embeds, mask, _, _ = self._llm_inputs(input_ids, attention_mask, prompt_ids, prompt_attention_mask, None, None)
         eos_ids = self._llm_eos_ids(llm_kwargs)
         if llm_kwargs.get("pad_token_id") is None:
             pad = self.llm.generation_config.pad_token_id

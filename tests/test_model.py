@@ -54,7 +54,7 @@ def test_llm_logits_and_captured_states_parity(tiny_bases, arch):
     stock = AutoModelForCausalLM.from_pretrained(tiny_bases[arch]).eval()
     batch = batch_for(processor)
     out = model(**batch)
-    embeds, mask, _ = model._llm_inputs(batch["input_ids"], batch["attention_mask"], batch["prompt_ids"],
+    embeds, mask, _, _ = model._llm_inputs(batch["input_ids"], batch["attention_mask"], batch["prompt_ids"],
                                         batch["prompt_attention_mask"], batch["answer_ids"], batch["answer_attention_mask"])
     total = 0.0
     for i in range(len(QUESTIONS)):  # each row alone, unpadded, through the stock LLM
@@ -217,7 +217,7 @@ def test_llm_layer_last_reads_final_norm(tiny_bases):
     processor = XBridgeProcessor.from_bases(tiny_bases["nmt"], tiny_bases["llm"])
     batch = batch_for(processor, n=1)
     out = model(**batch)
-    embeds, _, _ = model._llm_inputs(batch["input_ids"], None, batch["prompt_ids"], None, batch["answer_ids"], None)
+    embeds, _, _, _ = model._llm_inputs(batch["input_ids"], None, batch["prompt_ids"], None, batch["answer_ids"], None)
     ref = model.llm(inputs_embeds=embeds, output_hidden_states=True).hidden_states[-1]
     n = batch["answer_ids"].shape[1]
     torch.testing.assert_close(out.decoder_memory[0], model.map_to_memory(ref[0, -n - 1 : -1]), rtol=1e-4, atol=1e-4)
