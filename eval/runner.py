@@ -17,29 +17,39 @@ from .languages import ENGLISH, short
 from .systems import UnsupportedTask, load_system, system_class
 
 
-def _out_langs(unit: data.Unit, system_cls) -> tuple[list[str], list[str]]:
-    """Output languages of a task unit: English (the LLM) and the question's language (the decoder side)."""
-    wanted = list(dict.fromkeys([ENGLISH, unit.tgt_lang])) if unit.kind == "math" else [unit.tgt_lang]
-    if system_cls.english_only and unit.kind == "math":
+KINDS = {"flores": "translate", "tatoeba": "translate", "mgsm": "math", "msvamp": "math", "xlsum": "summarize"}
+
+
+def _out_langs(kind: str, tgt_lang: str, system_cls) -> tuple[list[str], list[str]]:
+    """(languages to generate, languages this system cannot give). Math is answered in English (the LLM) and
+    in the question's language (the decoder side); an English-only system gives the English answer alone."""
+    wanted = list(dict.fromkeys([ENGLISH, tgt_lang])) if kind == "math" else [tgt_lang]
+    if system_cls.english_only and kind == "math":
         return [ENGLISH], [lang for lang in wanted if lang != ENGLISH]
     return wanted, []
 
 
 def plan(benchmark, system_name, langs, limit=None, source=None, directions=None):
-    """Load the units and check the system can run them all, before any model is loaded."""
+    """Check the request (system x benchmark x languages) before any data or model is loaded, then load units."""
     system_cls = system_class(system_name)
+    if benchmark not in KINDS:
+        raise ValueError(f"unknown benchmark {benchmark!r}; valid benchmarks: {', '.join(KINDS)}")
+    kind = KINDS[benchmark]
     options = {}
-    if directions is not None:
+    if kind == "translate":
+        if directions is None:
+            # An English-only system has one direction; other directions asked for explicitly fail below.
+            directions = ["x-en"] if system_cls.english_only else ["x-en", "en-x"] + (["x-y"] if benchmark == "flores" else [])
         options["directions"] = directions
-    elif benchmark in ("flores", "tatoeba") and system_cls.english_only:
-        options["directions"] = ["x-en"]  # the only direction an English-only system has; asked-for others fail
-    units = data.load(benchmark, langs, limit=limit, source=source, **options)
+        requests = data.translation_pairs(langs, directions)
+    else:
+        requests = [(lang, lang) for lang in langs]
     skipped = []
-    for unit in units:
-        out, dropped = _out_langs(unit, system_cls)
-        system_cls.check(unit.kind, unit.src_lang, out)
-        skipped += [f"{unit.key}: no {lang} output ({system_name} writes English only)" for lang in dropped]
-    return units, skipped
+    for src_lang, tgt_lang in requests:
+        out, dropped = _out_langs(kind, tgt_lang, system_cls)
+        system_cls.check(kind, src_lang, out)
+        skipped += [f"{src_lang}: no {lang} output ({system_name} writes English only)" for lang in dropped]
+    return data.load(benchmark, langs, limit=limit, source=source, **options), skipped
 
 
 def _read_predictions(path: Path) -> dict:
@@ -82,6 +92,9 @@ def run(benchmark, system, langs, output_dir, model=None, nmt=None, llm=None, li
 
     pred_path = out_dir / "predictions.jsonl"
     done = _read_predictions(pred_path)
+    if pred_path.exists() and not pred_path.read_bytes().endswith(b"\n") and pred_path.stat().st_size:
+        with pred_path.open("a", encoding="utf-8") as f:
+            f.write("\n")  # a kill mid-write left half a line: end it so the next record starts clean
     todo = [(unit, ex) for unit in units for ex in unit.examples if ex["id"] not in done]
     if todo:
         if system_obj is None:
@@ -91,7 +104,7 @@ def run(benchmark, system, langs, output_dir, model=None, nmt=None, llm=None, li
         with pred_path.open("a", encoding="utf-8") as f, tqdm(total=len(todo), desc=f"{benchmark}/{system}") as bar:
             for unit in units:
                 pending = [ex for ex in unit.examples if ex["id"] not in done]
-                out_langs, _ = _out_langs(unit, system_cls)
+                out_langs, _ = _out_langs(unit.kind, unit.tgt_lang, system_cls)
                 for start in range(0, len(pending), batch_size):
                     batch = pending[start : start + batch_size]
                     texts = [ex["input"] for ex in batch]

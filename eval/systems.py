@@ -115,7 +115,7 @@ class NMT:
 class LLM:
     """A causal LM answering prompts in batches; the chat template wraps the prompt when the tokenizer has one."""
 
-    def __init__(self, path, device, dtype, adapter: str | None = None):
+    def __init__(self, path, device, dtype, adapter: str | None = None, chat: bool = True):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(adapter if adapter and _has_tokenizer(adapter) else path)
@@ -129,10 +129,11 @@ class LLM:
             model = PeftModel.from_pretrained(model, adapter)
         self.model = model.to(device).eval()
         self.device = device
+        self.chat = chat and bool(getattr(self.tokenizer, "chat_template", None))
 
     def prompt(self, text: str, instruction: str | None) -> str:
         query = "\n".join(part for part in (instruction, text) if part)
-        if getattr(self.tokenizer, "chat_template", None):
+        if self.chat:
             return self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": query}], tokenize=False, add_generation_prompt=True
             )
@@ -233,13 +234,13 @@ class DirectSystem(System):
     """The LLM alone, prompted with the question in its own language."""
 
     name = "direct"
-    can_translate = True
+    chat = True  # the base LLM's chat template when it has one
 
     def __init__(self, model=None, llm=None, device=None, dtype="auto", adapter=None, **kwargs):
         super().__init__(**kwargs)
         self.device = device or default_device()
         path = _bases(model, None, llm, ("llm",), self.name)["llm"]
-        self.llm = LLM(path, self.device, _dtype(dtype, self.device), adapter=adapter)
+        self.llm = LLM(path, self.device, _dtype(dtype, self.device), adapter=adapter, chat=self.chat)
 
     def translate(self, texts, src_lang, tgt_lang):
         name = languages.BY_NLLB
@@ -250,15 +251,23 @@ class DirectSystem(System):
     def respond(self, texts, src_lang, out_langs, kind):
         base = self.instruction_for(kind)
         return {
-            lang: self.llm.generate(texts, f"{base} {_respond_in(lang)}", self.max_new_tokens[kind])
+            lang: self.llm.generate(texts, " ".join(filter(None, (base, _respond_in(lang)))), self.max_new_tokens[kind])
             for lang in out_langs
         }
 
 
 class SFTSystem(DirectSystem):
-    """An LLM fine-tuned on the task data: a merged model, or a LoRA adapter folder over its base (peft)."""
+    """An LLM fine-tuned on the task data: a merged model, or a LoRA adapter folder over its base (peft).
+
+    Prompted as `python -m train sft` trains it: the plain Alpaca template with the raw question, no instruction
+    for math unless --instruction is given.
+    """
 
     name = "sft"
+    chat = False
+
+    def instruction_for(self, kind):
+        return self.instruction if kind == "math" else super().instruction_for(kind)
 
     def __init__(self, model=None, llm=None, device=None, dtype="auto", **kwargs):
         if not model:
