@@ -25,7 +25,20 @@ ENGLISH = "eng_Latn"
 
 # The prompt the English LLM is trained with (short Alpaca form of the paper's math prompt). `{question}` is the
 # question text; the LLM continues with the reasoning and "The answer is N.".
-LLM_PROMPT = "### Instruction:\n{question}\n\n### Response: Let's think step by step."
+# One line, no newlines: the LLM tokenizer isolates punctuation, and a newline would glue itself to the next word.
+LLM_PROMPT = "### Instruction: {question} ### Response: Let's think step by step."
+# Instruction lines that evaluation harnesses put before a question (the eval/ defaults among them); a share of the
+# LLM's training prompts carry one so that the LLM, like an instruction-tuned one, is not thrown by them.
+INSTRUCTION_VARIANTS = [
+    'Solve the following math problem step by step. End with "The answer is N".',
+    'Solve the following math problem step by step. End with "The answer is N". Respond in English.',
+    "Respond in English.",
+]
+
+
+def short_code(code: str) -> str:
+    """Short code used in file names and tables: "en" for English, else the private-use part ("qaa")."""
+    return "en" if code == ENGLISH else code.split("_")[0]
 
 # ----------------------------------------------------------------------------------------------------------
 # English lexicon. Keys are lexeme ids; values are the English forms the realiser needs.
@@ -328,8 +341,14 @@ def _name_pair(rng: random.Random) -> tuple[NP, NP]:
     return NP(a, proper=True), NP(b, proper=True)
 
 
+MAX_VALUE = 40  # largest value in any problem
+MAX_OPERAND = 6  # largest added/subtracted amount
+
+
 def make_problem(rng: random.Random, n_ops: int | None = None) -> Problem:
-    """A word problem with 1-3 arithmetic operations; all intermediate values are positive and <= 60."""
+    """A word problem with 1-3 arithmetic operations; all intermediate values are positive and <= MAX_VALUE.
+
+    Small operands keep the table of arithmetic facts small enough for a tiny LLM trained in minutes."""
     n_ops = n_ops or rng.choice([1, 2, 2, 3, 3])
     while True:  # rejection sampling keeps the code simple; values are small so it terminates fast
         problem = _try_problem(rng, n_ops)
@@ -347,13 +366,13 @@ def _try_problem(rng: random.Random, n_ops: int) -> Problem | None:
     # start: either "A has n objs" (no op) or "A has k containers. Each container has m objs." (one op)
     if ops_left >= 2 and rng.random() < 0.3:
         cont = rng.choice(list(CONTAINERS))
-        k, m = rng.randint(2, 5), rng.randint(2, 6)
+        k, m = rng.randint(2, 4), rng.randint(2, 5)
         question += [Clause(a, "have", NP(cont, count=k)), Clause(NP(cont, det="each"), "have", NP(obj, count=m))]
         value = k * m
         reasoning.append(Equation(k, "*", m, value, obj))
         ops_left -= 1
     else:
-        value = rng.randint(2, 20)
+        value = rng.randint(2, 15)
         question.append(Clause(a, "have", NP(obj, count=value)))
     share_k = None
     while ops_left > 0:
@@ -362,7 +381,7 @@ def _try_problem(rng: random.Random, n_ops: int) -> Problem | None:
         if kind == "mul" and ops_left < 2:
             kind = "add"
         if kind == "add":
-            m = rng.randint(1, 9)
+            m = rng.randint(1, MAX_OPERAND)
             clause = rng.choice([Clause(a, "buy", NP(obj, count=m), advs=["more"]),
                                  Clause(b, "give", NP(obj, count=m), pps=[("to", a)]),
                                  Clause(a, "find", NP(obj, count=m))])
@@ -370,7 +389,7 @@ def _try_problem(rng: random.Random, n_ops: int) -> Problem | None:
             reasoning.append(Equation(value, "+", m, value + m, obj))
             value += m
         elif kind == "sub":
-            m = rng.randint(1, 9)
+            m = rng.randint(1, MAX_OPERAND)
             if m >= value:
                 return None
             verbs = ["give", "sell", "lose"] + (["eat"] if edible else [])
@@ -381,7 +400,7 @@ def _try_problem(rng: random.Random, n_ops: int) -> Problem | None:
             value -= m
         elif kind == "mul":  # "B gives A k containers. Each container has m objs." -> two ops
             cont = rng.choice(list(CONTAINERS))
-            k, m = rng.randint(2, 4), rng.randint(2, 6)
+            k, m = rng.randint(2, 4), rng.randint(2, 5)
             question += [Clause(b, "give", NP(cont, count=k), pps=[("to", a)]),
                          Clause(NP(cont, det="each"), "have", NP(obj, count=m))]
             reasoning += [Equation(k, "*", m, k * m, obj), Equation(value, "+", k * m, value + k * m, obj)]
@@ -397,7 +416,7 @@ def _try_problem(rng: random.Random, n_ops: int) -> Problem | None:
             reasoning.append(Equation(value, "/", share_k, value // share_k, obj))
             value //= share_k
         ops_left -= 1
-        if value > 60:
+        if value > MAX_VALUE:
             return None
     if share_k is not None:
         question.append(Clause(NP("friend", det="each"), "get", NP(obj), question=True))
@@ -499,7 +518,7 @@ def generate(out: str | Path, config: WorldConfig | None = None) -> dict:
       stage1.jsonl                  {src_text, src_lang, en_text, tgt_text, tgt_lang}   seen languages only
       task.jsonl                    {question, src_lang, answer_en, answer_tgt, tgt_lang} seen languages only
       test/problems.jsonl           {id, lang, question, answer, answer_en, answer_tgt}   every language + eng
-      test/mgsm/mgsm_<code>.tsv     question<TAB>answer (MGSM layout, line i = same problem in every language)
+      test/mgsm/mgsm_<short>.tsv    question<TAB>answer (MGSM layout, line i = same problem in every language)
       test/flores/<code>.devtest    one sentence per line (FLORES layout, line-aligned across languages)
     """
     config = config or WorldConfig()
@@ -540,7 +559,10 @@ def generate(out: str | Path, config: WorldConfig | None = None) -> dict:
     llm_rows = []
     for _ in range(config.n_llm_problems):
         p = fresh_problem()
-        llm_rows.append(dict(prompt=LLM_PROMPT.format(question=world.realise(p.question, ENGLISH)),
+        question = world.realise(p.question, ENGLISH)
+        if rng.random() < 0.25:
+            question = rng.choice(INSTRUCTION_VARIANTS) + " " + question
+        llm_rows.append(dict(prompt=LLM_PROMPT.format(question=question),
                              completion=" " + world.realise(p.reasoning, ENGLISH), answer=p.answer))
 
     # NMT pretraining items: general sentences, single problem/reasoning sentences, whole questions and answers.
@@ -602,7 +624,7 @@ def generate(out: str | Path, config: WorldConfig | None = None) -> dict:
             test_rows.append(dict(id=i, lang=code, question=world.realise(p.question, code), answer=p.answer,
                                   n_ops=p.n_ops, answer_en=world.realise(p.reasoning, ENGLISH),
                                   answer_tgt=world.realise(p.reasoning, code)))
-        mgsm = out / "test" / "mgsm" / f"mgsm_{code}.tsv"
+        mgsm = out / "test" / "mgsm" / f"mgsm_{short_code(code)}.tsv"
         mgsm.parent.mkdir(parents=True, exist_ok=True)
         mgsm.write_text("".join(f"{world.realise(p.question, code)}\t{p.answer}\n" for p in test_problems), encoding="utf-8")
         flores = out / "test" / "flores" / f"{code}.devtest"

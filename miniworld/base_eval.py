@@ -1,0 +1,72 @@
+"""Evaluation of the two base models alone: the English LLM's accuracy on held-out English problems, and the
+NMT model's chrF on held-out sentences for every pair x<->eng (sacrebleu, the field's implementation)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import sacrebleu
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+from .bases import english_prompt, llm_generate, read_jsonl, translate
+from .world import ENGLISH
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def last_number(text: str) -> float | None:
+    """MGSM convention: the last number in the text, thousands separators removed."""
+    found = _NUMBER.findall(text)
+    return float(found[-1].replace(",", "")) if found else None
+
+
+def eval_llm(llm_dir: str | Path, world_dir: str | Path, limit: int | None = None) -> dict:
+    tok = AutoTokenizer.from_pretrained(llm_dir)
+    model = AutoModelForCausalLM.from_pretrained(llm_dir)
+    rows = [r for r in read_jsonl(Path(world_dir) / "test" / "problems.jsonl") if r["lang"] == ENGLISH][:limit]
+    t0 = time.time()
+    preds = llm_generate(model, tok, [english_prompt(r["question"]) for r in rows])
+    correct = [last_number(p) == r["answer"] for p, r in zip(preds, rows)]
+    by_ops = {}
+    for r, c in zip(rows, correct):
+        by_ops.setdefault(str(r["n_ops"]), []).append(c)
+    return dict(accuracy=100 * sum(correct) / len(rows), n=len(rows), seconds=time.time() - t0,
+                accuracy_by_ops={k: 100 * sum(v) / len(v) for k, v in sorted(by_ops.items())},
+                examples=[dict(question=r["question"], prediction=p, answer=r["answer"]) for r, p in zip(rows[:3], preds)])
+
+
+def eval_nmt(nmt_dir: str | Path, world_dir: str | Path, limit: int | None = None) -> dict:
+    tok = AutoTokenizer.from_pretrained(nmt_dir)
+    model = AutoModelForSeq2SeqLM.from_pretrained(nmt_dir)
+    flores = Path(world_dir) / "test" / "flores"
+    langs = json.loads((Path(world_dir) / "world.json").read_text())["languages"]
+    english = (flores / f"{ENGLISH}.devtest").read_text(encoding="utf-8").splitlines()[:limit]
+    t0 = time.time()
+    pairs = {}
+    for code in langs:
+        x = (flores / f"{code}.devtest").read_text(encoding="utf-8").splitlines()[:limit]
+        to_en = translate(model, tok, x, code, ENGLISH)
+        from_en = translate(model, tok, english, ENGLISH, code)
+        pairs[f"{code}->{ENGLISH}"] = sacrebleu.corpus_chrf(to_en, [english]).score
+        pairs[f"{ENGLISH}->{code}"] = sacrebleu.corpus_chrf(from_en, [x]).score
+    return dict(chrf=pairs, min_chrf=min(pairs.values()), n=len(english), seconds=time.time() - t0)
+
+
+def write_report(results: dict, out: str | Path) -> None:
+    """`base_models.json` + `base_models.md` under `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "base_models.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    llm, nmt = results["llm"], results["nmt"]
+    lines = ["# Mini-world base models", "",
+             f"English LLM: **{llm['accuracy']:.1f}%** of {llm['n']} held-out English problems (greedy; target >= 90).",
+             "By number of operations: " + ", ".join(f"{k} op: {v:.1f}%" for k, v in llm["accuracy_by_ops"].items()), "",
+             f"NMT chrF on {nmt['n']} held-out sentences per language (target >= 80 for every pair):", "",
+             "| pair | chrF |", "| --- | --- |"]
+    lines += [f"| {pair} | {score:.1f} |" for pair, score in nmt["chrf"].items()]
+    if "timings" in results:
+        lines += ["", "Timings (seconds): " + ", ".join(f"{k} {v:.0f}" for k, v in results["timings"].items())]
+    (out / "base_models.md").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,260 @@
+"""Base models of the mini-world, trained from scratch with the standard classes and `transformers.Trainer`.
+
+- NMT: `M2M100ForConditionalGeneration` + `NllbTokenizer` (the world's codes + `eng_Latn`): NLLB-200's classes.
+- LLM: `Qwen2ForCausalLM` + a `PreTrainedTokenizerFast` (Metaspace BPE with a fused `<unk>`, English only): an
+  English-only reasoner, like the frozen LLM of the paper.
+Both are saved with `save_pretrained` (model, tokenizer, generation_config), so the rest of the pipeline loads
+them exactly like `facebook/nllb-200-*` and `Qwen/Qwen2.5-*`.
+
+Tiny models learn fast here because the vocabularies are small (whole words are single tokens), sequences are
+short, and the learning rate is high with a short warmup. On CPU everything is fp32.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (
+    DataCollatorForSeq2Seq,
+    GenerationConfig,
+    M2M100Config,
+    M2M100ForConditionalGeneration,
+    NllbTokenizer,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Trainer,
+    TrainingArguments,
+)
+
+from .nllb_tokenizer import train_nllb_tokenizer
+from .world import ENGLISH, LLM_PROMPT
+
+DONE = "COMPLETED"  # marker file: a folder holding it is a finished step and is reused
+
+
+def is_done(folder: str | Path) -> bool:
+    return (Path(folder) / DONE).exists()
+
+
+def mark_done(folder: str | Path, info: dict) -> None:
+    (Path(folder) / DONE).write_text(json.dumps(info, indent=1))
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@dataclass
+class BaseConfig:
+    """Sizes and schedules of both bases (defaults: the main job; `fast()`: the CI variant)."""
+
+    # NMT (NLLB architecture)
+    nmt_vocab: int = 3000
+    nmt_d_model: int = 128
+    nmt_layers: int = 3
+    nmt_ffn: int = 512
+    nmt_heads: int = 4
+    nmt_steps: int = 700
+    nmt_batch: int = 64
+    nmt_lr: float = 3e-3
+    # LLM (Qwen2 architecture)
+    llm_vocab: int = 700
+    llm_d_model: int = 128
+    llm_layers: int = 3
+    llm_ffn: int = 512
+    llm_heads: int = 4
+    llm_steps: int = 700
+    llm_batch: int = 64
+    llm_lr: float = 3e-3
+    max_len: int = 128
+    seed: int = 0
+
+    @classmethod
+    def fast(cls) -> BaseConfig:
+        return cls(nmt_steps=300, llm_steps=300)
+
+
+def _training_args(out: Path, steps: int, batch: int, lr: float, seed: int) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(out / "trainer"), max_steps=steps, per_device_train_batch_size=batch, learning_rate=lr,
+        warmup_steps=0.05, lr_scheduler_type="cosine", weight_decay=0.01, adam_beta2=0.98, max_grad_norm=1.0,
+        logging_steps=max(1, steps // 20), save_strategy="no", report_to=[], use_cpu=True, seed=seed,
+        dataloader_num_workers=0, remove_unused_columns=False, train_sampling_strategy="group_by_length",
+        length_column_name="length",
+    )
+
+
+class _ListDataset(torch.utils.data.Dataset):
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.rows[i]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# NMT
+# ----------------------------------------------------------------------------------------------------------
+def encode_pairs(tok: NllbTokenizer, rows: list[dict], max_len: int) -> list[dict]:
+    """NLLB layout without switching `src_lang` per row: source `[src_code, x..., </s>]`, labels
+    `[tgt_code, y..., </s>]` (the model shifts labels right behind `</s>` to get decoder inputs)."""
+    src = tok([r["src_text"] for r in rows], add_special_tokens=False)["input_ids"]
+    tgt = tok([r["tgt_text"] for r in rows], add_special_tokens=False)["input_ids"]
+    out = []
+    for r, s, t in zip(rows, src, tgt):
+        ids = [tok.convert_tokens_to_ids(r["src_lang"])] + s[: max_len - 2] + [tok.eos_token_id]
+        labels = [tok.convert_tokens_to_ids(r["tgt_lang"])] + t[: max_len - 2] + [tok.eos_token_id]
+        out.append(dict(input_ids=ids, attention_mask=[1] * len(ids), labels=labels, length=len(ids) + len(labels)))
+    return out
+
+
+def train_nmt(world_dir: str | Path, out: str | Path, cfg: BaseConfig) -> Path:
+    """Train the NLLB-architecture translation model on `nmt_pretrain.jsonl`; saves model + tokenizer."""
+    world_dir, out = Path(world_dir), Path(out)
+    if is_done(out):
+        return out
+    torch.manual_seed(cfg.seed)
+    rows = read_jsonl(world_dir / "nmt_pretrain.jsonl")
+    codes = json.loads((world_dir / "world.json").read_text())["languages"]
+    lang_codes = [ENGLISH, *codes]
+    texts = {r["src_text"] for r in rows} | {r["tgt_text"] for r in rows}
+    tok = train_nllb_tokenizer(sorted(texts), lang_codes, vocab_size=cfg.nmt_vocab, isolate_punctuation=True)
+    tok.model_max_length = cfg.max_len
+    config = M2M100Config(
+        vocab_size=len(tok), d_model=cfg.nmt_d_model, encoder_layers=cfg.nmt_layers, decoder_layers=cfg.nmt_layers,
+        encoder_attention_heads=cfg.nmt_heads, decoder_attention_heads=cfg.nmt_heads, encoder_ffn_dim=cfg.nmt_ffn,
+        decoder_ffn_dim=cfg.nmt_ffn, max_position_embeddings=cfg.max_len + 2, dropout=0.1, attention_dropout=0.0,
+        activation_dropout=0.0, encoder_layerdrop=0.0, decoder_layerdrop=0.0, scale_embedding=True,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.eos_token_id, tie_word_embeddings=True,
+    )
+    model = M2M100ForConditionalGeneration(config)
+    data = _ListDataset(encode_pairs(tok, rows, cfg.max_len))
+    args = _training_args(out, cfg.nmt_steps, cfg.nmt_batch, cfg.nmt_lr, cfg.seed)
+    collator = DataCollatorForSeq2Seq(tok, model=model, pad_to_multiple_of=8, label_pad_token_id=-100)
+    t0 = time.time()
+    result = Trainer(model=model, args=args, train_dataset=data, data_collator=collator).train()
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, max_length=cfg.max_len, num_beams=1,
+    )
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    mark_done(out, dict(seconds=time.time() - t0, train_loss=result.training_loss, params=model.num_parameters(),
+                        vocab=len(tok), pairs=len(data), config=asdict(cfg)))
+    return out
+
+
+@torch.no_grad()
+def translate(model, tok, texts: list[str], src_lang: str, tgt_lang: str, batch_size: int = 64,
+              max_new_tokens: int = 120) -> list[str]:
+    """Greedy NLLB translation, the standard way (src_lang on the tokenizer, forced target-code BOS)."""
+    model.eval()
+    tok.src_lang = src_lang
+    out = []
+    for i in range(0, len(texts), batch_size):
+        enc = tok(texts[i:i + batch_size], return_tensors="pt", padding=True)
+        gen = model.generate(**enc, forced_bos_token_id=tok.convert_tokens_to_ids(tgt_lang), max_new_tokens=max_new_tokens,
+                             num_beams=1, do_sample=False)
+        out += tok.batch_decode(gen, skip_special_tokens=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# LLM
+# ----------------------------------------------------------------------------------------------------------
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}### Instruction: {{ m['content'] }} "
+    "### Response: Let's think step by step.{% elif m['role'] == 'assistant' %} {{ m['content'] }}{{ eos_token }}"
+    "{% endif %}{% endfor %}"
+)
+
+
+def train_llm_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """English Metaspace BPE; characters never seen in English become one fused `<unk>` per run, as an
+    English-only LLM would see a foreign script. A `<s>` BOS is added like Llama tokenizers do."""
+    bpe = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True))
+    # punctuation as its own token: "7." must be the number token "▁7" plus ".", not a second token for 7
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True),
+        pre_tokenizers.Split(Regex(r"[.,?!:;'\"]"), behavior="isolated"),
+    ])
+    bpe.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first", split=True)
+    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False))
+    bos = bpe.token_to_id("<s>")
+    bpe.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                  pad_token="<pad>", padding_side="left", model_max_length=512)
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def encode_llm(tok: PreTrainedTokenizerFast, rows: list[dict], max_len: int) -> list[dict]:
+    """`<s> prompt completion </s>`; loss on the completion (and EOS) only."""
+    prompts = tok([r["prompt"] for r in rows])["input_ids"]  # with <s>
+    comps = tok([r["completion"] for r in rows], add_special_tokens=False)["input_ids"]
+    out = []
+    for p, c in zip(prompts, comps):
+        ids = (p + c + [tok.eos_token_id])[:max_len]
+        labels = ([-100] * len(p) + c + [tok.eos_token_id])[:max_len]
+        out.append(dict(input_ids=ids, attention_mask=[1] * len(ids), labels=labels, length=len(ids)))
+    return out
+
+
+def train_llm(world_dir: str | Path, out: str | Path, cfg: BaseConfig) -> Path:
+    """Train the Qwen2-architecture English LLM on `llm_pretrain.jsonl`; saves model + tokenizer."""
+    world_dir, out = Path(world_dir), Path(out)
+    if is_done(out):
+        return out
+    torch.manual_seed(cfg.seed)
+    rows = read_jsonl(world_dir / "llm_pretrain.jsonl")
+    tok = train_llm_tokenizer([r["prompt"] + r["completion"] for r in rows], cfg.llm_vocab)
+    config = Qwen2Config(
+        vocab_size=len(tok), hidden_size=cfg.llm_d_model, intermediate_size=cfg.llm_ffn, num_hidden_layers=cfg.llm_layers,
+        num_attention_heads=cfg.llm_heads, num_key_value_heads=cfg.llm_heads, max_position_embeddings=512,
+        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, rope_theta=10000.0,
+    )
+    model = Qwen2ForCausalLM(config)
+    data = _ListDataset(encode_llm(tok, rows, cfg.max_len))
+    tok.padding_side = "right"  # training pads on the right; generation uses left padding (saved below)
+    collator = DataCollatorForSeq2Seq(tok, pad_to_multiple_of=8, label_pad_token_id=-100)
+    args = _training_args(out, cfg.llm_steps, cfg.llm_batch, cfg.llm_lr, cfg.seed)
+    t0 = time.time()
+    result = Trainer(model=model, args=args, train_dataset=data, data_collator=collator).train()
+    tok.padding_side = "left"
+    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                               pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=64)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    mark_done(out, dict(seconds=time.time() - t0, train_loss=result.training_loss, params=model.num_parameters(),
+                        vocab=len(tok), examples=len(data), config=asdict(cfg)))
+    return out
+
+
+@torch.no_grad()
+def llm_generate(model, tok, prompts: list[str], batch_size: int = 64, max_new_tokens: int = 64) -> list[str]:
+    """Greedy completion of full prompts (left padded, BOS added by the tokenizer)."""
+    model.eval()
+    tok.padding_side = "left"
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True)
+        gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
+        out += tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return out
+
+
+def english_prompt(question: str) -> str:
+    return LLM_PROMPT.format(question=question)

@@ -1,0 +1,100 @@
+"""The mini-world main job, step by step; each step writes into its own folder and is skipped when that folder
+holds a completed marker, so a re-run (or a run after a kill) reuses what is finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import base_eval
+from .bases import DONE, BaseConfig, is_done, mark_done, train_llm, train_nmt
+from .stages import StageSchedule
+from .world import WorldConfig, generate
+
+
+@dataclass
+class Plan:
+    """Everything that differs between the main job and the fast CI variant."""
+
+    out: Path
+    fast: bool = False
+    world: WorldConfig = field(default_factory=WorldConfig)
+    bases: BaseConfig = field(default_factory=BaseConfig)
+    stages: StageSchedule = field(default_factory=StageSchedule)
+
+    @classmethod
+    def make(cls, out: str | Path, fast: bool = False) -> Plan:
+        if fast:
+            return cls(Path(out), True, WorldConfig.fast(), BaseConfig.fast(), StageSchedule.fast())
+        return cls(Path(out))
+
+    @property
+    def world_dir(self) -> Path:
+        return self.out / "world"
+
+    @property
+    def nmt_dir(self) -> Path:
+        return self.out / "bases" / "nmt"
+
+    @property
+    def llm_dir(self) -> Path:
+        return self.out / "bases" / "llm"
+
+
+def machine() -> dict:
+    """What the timings were measured on."""
+    return dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
+                cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
+                load_average_1min=os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
+
+
+class Timer:
+    """Collects wall-clock seconds per step into `<out>/timings.json` (reused steps keep their first time)."""
+
+    def __init__(self, out: Path):
+        self.path = out / "timings.json"
+        self.times = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def run(self, name: str, fn, *args, **kwargs):
+        t0 = time.time()
+        result = fn(*args, **kwargs)
+        seconds = time.time() - t0
+        if seconds > 1 or name not in self.times:  # a skipped (reused) step keeps its measured time
+            self.times[name] = round(seconds, 1)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.times, indent=1))
+        return result
+
+
+def step_generate(plan: Plan) -> Path:
+    if not is_done(plan.world_dir):
+        summary = generate(plan.world_dir, plan.world)
+        mark_done(plan.world_dir, summary["counts"])
+    return plan.world_dir
+
+
+def step_bases(plan: Plan, timer: Timer) -> tuple[Path, Path]:
+    timer.run("pretrain_llm", train_llm, plan.world_dir, plan.llm_dir, plan.bases)
+    timer.run("pretrain_nmt", train_nmt, plan.world_dir, plan.nmt_dir, plan.bases)
+    return plan.nmt_dir, plan.llm_dir
+
+
+def step_base_eval(plan: Plan, timer: Timer, results: Path) -> dict:
+    out = plan.out / "base_eval"
+    if is_done(out):
+        return json.loads((out / "base_models.json").read_text())
+    res = dict(llm=timer.run("eval_llm", base_eval.eval_llm, plan.llm_dir, plan.world_dir),
+               nmt=timer.run("eval_nmt", base_eval.eval_nmt, plan.nmt_dir, plan.world_dir))
+    res["timings"] = {k: v for k, v in timer.times.items() if k.startswith("pretrain")}
+    res["bases"] = {name: json.loads((d / DONE).read_text()) for name, d in (("llm", plan.llm_dir), ("nmt", plan.nmt_dir))}
+    res["machine"] = machine()
+    base_eval.write_report(res, out)
+    base_eval.write_report(res, results)
+    mark_done(out, {})
+    return res

@@ -1,0 +1,215 @@
+"""Phase B of the main job: the three XBridge stages and the encoder-only baseline through `python -m train`,
+every system through eval/ on the world's test sets, and the results folder; plus the ablation table.
+
+Each training run is a subprocess (`python -m train ...`, exactly the user's command) writing into its own
+folder; a `COMPLETED` marker there makes a re-run skip it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .bases import is_done, mark_done
+from .evaluate import register_languages, run_benchmark
+from .world import ENGLISH, LLM_PROMPT, LOW_RESOURCE, UNSEEN, short_code
+
+# The bridge's prompt is the LLM's own training prompt, with the raw question in it (as the paper's stages 2-3).
+BRIDGE_PROMPT = LLM_PROMPT.replace("{question}", "{query}")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class StageSchedule:
+    """Steps and optimiser settings of the bridge stages on CPU (the paper's lr 2e-5 x 3 epochs is for 8B
+    models and millions of records; tiny mapping layers need a high lr and a few hundred steps)."""
+
+    stage1: int = 200
+    stage2: int = 150
+    stage3: int = 150
+    batch: int = 32
+    lr: float = 2e-3
+    warmup: int = 10
+    enc_only1: int = 150  # encoder-only baseline, stage 1 and 2
+    enc_only2: int = 150
+
+    @classmethod
+    def fast(cls) -> StageSchedule:
+        return cls(stage1=60, stage2=60, stage3=60, enc_only1=40, enc_only2=40)
+
+
+def _common_flags(schedule: StageSchedule, steps: int, out: Path, train_file: Path) -> list[str]:
+    return ["--train_file", str(train_file), "--output_dir", str(out), "--max_steps", str(steps),
+            "--per_device_train_batch_size", str(schedule.batch), "--total_batch_size", str(schedule.batch),
+            "--learning_rate", str(schedule.lr), "--warmup_steps", str(schedule.warmup), "--lr_scheduler_type", "cosine",
+            "--base_dtype", "float32", "--bf16", "false", "--use_cpu", "true", "--save_strategy", "no",
+            "--logging_steps", str(max(1, steps // 10)), "--report_to", "none", "--dataloader_num_workers", "0",
+            "--max_source_tokens", "96", "--max_answer_tokens", "96", "--max_target_tokens", "96",
+            "--prompt_template", BRIDGE_PROMPT, "--disable_tqdm", "false"]
+
+
+def loss_history(folder: Path) -> dict[str, list[float]]:
+    """Logged loss terms over training, from the Trainer's `trainer_state.json`."""
+    state = json.loads((folder / "trainer_state.json").read_text())
+    terms: dict[str, list[float]] = {}
+    for entry in state["log_history"]:
+        for key in ("loss", "ce_llm", "ce_dec", "ot"):
+            if key in entry:
+                terms.setdefault(key, []).append(entry[key])
+    return terms
+
+
+def train(out: Path, module_args: list[str], flags: list[str]) -> Path:
+    """`python -m <module_args> <flags>` into `out` unless it is already complete; returns `out`."""
+    if is_done(out):
+        return out
+    cmd = [sys.executable, "-m", *module_args, *flags]
+    print("$ " + " ".join(cmd[1:4]) + " ... --output_dir " + str(out), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO)
+    mark_done(out, dict(command=cmd[1:], losses=loss_history(out)))
+    return out
+
+
+def train_xbridge(plan, schedule: StageSchedule, root: Path, ot_backend: str = "relaxed", lambda_ot: float | None = None,
+                  merged: bool = False, defect: bool = False) -> Path:
+    """Stages 1 -> 2 -> 3 (or 1 -> merged 2+3; or a stage 1 with the decoder side frozen); returns the last."""
+    world = plan.world_dir
+    extra = ["--ot_backend", ot_backend] + (["--lambda_ot", str(lambda_ot)] if lambda_ot is not None else [])
+    bases = ["--nmt_name_or_path", str(plan.nmt_dir), "--llm_name_or_path", str(plan.llm_dir)]
+    s1_cmd = ["miniworld.variants", "stage1-defect"] if defect else ["train", "stage1"]
+    s1 = train(root / "stage1", s1_cmd + ["--config", "train/configs/stage1.yaml"],
+               _common_flags(schedule, schedule.stage1, root / "stage1", world / "stage1.jsonl") + bases + extra)
+    if merged:
+        return train(root / "stage23", ["miniworld.variants", "stage23", "--config", "train/configs/stage3.yaml"],
+                     _common_flags(schedule, schedule.stage2 + schedule.stage3, root / "stage23", world / "task.jsonl")
+                     + ["--model_name_or_path", str(s1), "--lambda_llm", "1.0"] + extra)
+    s2 = train(root / "stage2", ["train", "stage2", "--config", "train/configs/stage2.yaml"],
+               _common_flags(schedule, schedule.stage2, root / "stage2", world / "task.jsonl") + ["--model_name_or_path", str(s1)])
+    return train(root / "stage3", ["train", "stage3", "--config", "train/configs/stage3.yaml"],
+                 _common_flags(schedule, schedule.stage3, root / "stage3", world / "task.jsonl")
+                 + ["--model_name_or_path", str(s2)] + extra)
+
+
+def train_encoder_only(plan, schedule: StageSchedule, root: Path) -> Path:
+    """The MindMerger-design baseline: encoder side only, translation pairs then task data, CE_llm."""
+    world = plan.world_dir
+    e1 = train(root / "stage1", ["train", "encoder-only", "--config", "train/configs/stage1.yaml", "--encoder_stage", "1"],
+               _common_flags(schedule, schedule.enc_only1, root / "stage1", world / "stage1.jsonl")
+               + ["--nmt_name_or_path", str(plan.nmt_dir), "--llm_name_or_path", str(plan.llm_dir)])
+    return train(root / "stage2", ["train", "encoder-only", "--config", "train/configs/stage2.yaml", "--encoder_stage", "2"],
+                 _common_flags(schedule, schedule.enc_only2, root / "stage2", world / "task.jsonl") + ["--model_name_or_path", str(e1)])
+
+
+def all_langs(plan) -> list[str]:
+    return [ENGLISH, *register_languages(plan.world_dir)]
+
+
+def evaluate_systems(plan, systems: dict[str, dict], out: Path, translation: dict[str, dict] | None = None) -> list[dict]:
+    """`systems`: {system name: model kwargs}; runs mgsm (math) for each and flores for `translation`."""
+    langs = all_langs(plan)
+    runs = []
+    for system, models in systems.items():
+        runs.append(run_benchmark("mgsm", system, plan.world_dir, out, langs, **models))
+    for system, models in (translation or {}).items():
+        runs.append(run_benchmark("flores", system, plan.world_dir, out, [c for c in langs if c != ENGLISH], **models))
+    return runs
+
+
+def summarise(runs: list[dict], base: dict) -> dict:
+    """The issue's target checks from the eval scores: {system: {task: {lang: value}}} + checks."""
+    table: dict = {}
+    for run in runs:
+        for row in run["scores"]:
+            table.setdefault(run["system"], {}).setdefault(f"{run['benchmark']}:{row['task']}:{row['metric']}", {})[row["lang"]] = row["value"]
+    return table
+
+
+def targets(table: dict, seen: list[str]) -> list[dict]:
+    """Each target of issue 5 with its measured numbers and whether it is met."""
+    en = short_code(ENGLISH)
+    xb = table.get("xbridge", {})
+    xb_en = xb.get("mgsm:answer-en:accuracy", {})
+    xb_x = xb.get("mgsm:answer-x:accuracy", {})
+    english_acc = xb_en.get(en)
+    llm_en = table.get("direct", {}).get("mgsm:answer-en:accuracy", {}).get(en)
+    ref = llm_en if llm_en is not None else english_acc
+    checks = []
+    unseen, low = short_code(UNSEEN), short_code(LOW_RESOURCE)
+    for lang, acc in xb_en.items():
+        if lang == en:
+            continue
+        margin = 10 if lang in (unseen, low) else 5
+        checks.append(dict(target=f"xbridge English answer within {margin} of the LLM's English accuracy", lang=lang,
+                           value=acc, reference=ref, met=ref is not None and acc >= ref - margin))
+    for lang, acc in xb_x.items():
+        if lang == en or lang not in xb_en:
+            continue
+        checks.append(dict(target="decoder answer (question's language) within 5 of the English output", lang=lang,
+                           value=acc, reference=xb_en[lang], met=acc >= xb_en[lang] - 5))
+    direct = table.get("direct", {}).get("mgsm:answer-en:accuracy", {})
+    tt = table.get("translate-test", {}).get("mgsm:answer-en:accuracy", {})
+    for lang, acc in xb_en.items():
+        if lang == en:
+            continue
+        if lang in direct:
+            checks.append(dict(target="direct far below xbridge (the gap to close)", lang=lang, value=direct[lang],
+                               reference=acc, met=direct[lang] < acc - 20))
+        if lang in tt:
+            checks.append(dict(target="xbridge >= translate-test (English answer)", lang=lang, value=acc,
+                               reference=tt[lang], met=acc >= tt[lang]))
+    return checks
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The main job and the ablation
+# ----------------------------------------------------------------------------------------------------------
+def schedule_for(plan) -> StageSchedule:
+    return plan.stages
+
+
+def run_main(plan, timer, results: Path) -> dict:
+    """Three stages, the encoder-only baseline, every system on the world's test sets, results/."""
+    from .report import write_main_report  # noqa: PLC0415
+
+    schedule = schedule_for(plan)
+    bridge = timer.run("xbridge_stages", train_xbridge, plan, schedule, plan.out / "xbridge")
+    enc_only = timer.run("encoder_only_stages", train_encoder_only, plan, schedule, plan.out / "encoder-only")
+    systems = {"direct": dict(llm=str(plan.llm_dir)),
+               "translate-test": dict(nmt=str(plan.nmt_dir), llm=str(plan.llm_dir)),
+               "xbridge-encoder-only": dict(model=str(enc_only)),
+               "xbridge": dict(model=str(bridge))}
+    translation = {"nmt": dict(nmt=str(plan.nmt_dir)), "xbridge": dict(model=str(bridge))}
+    runs = timer.run("evaluate", evaluate_systems, plan, systems, plan.out / "eval", translation)
+    losses = {f"xbridge/{s}": json.loads((plan.out / "xbridge" / s / "COMPLETED").read_text())["losses"]
+              for s in ("stage1", "stage2", "stage3")}
+    return write_main_report(plan, runs, losses, timer.times, results)
+
+
+ABLATIONS = {
+    # name: (description, train_xbridge keyword arguments)
+    "xbridge (relaxed OT)": ("the main recipe: stages 1-2-3, released relaxed OT", {}),
+    "sinkhorn OT": ("stages 1-2-3 with entropic two-marginal OT (the paper's description)", dict(ot_backend="sinkhorn")),
+    "no OT": ("stages 1-2-3 with lambda_ot = 0", dict(lambda_ot=0.0)),
+    "stages 2+3 merged": ("stage 1, then one task stage training both sides with all three losses", dict(merged=True)),
+    "stage-1 defect": ("the released stage-1 command: decoder side frozen in stage 1 (CE_dec, OT train nothing)",
+                       dict(defect=True)),
+}
+
+
+def run_ablation(plan, timer, results: Path) -> dict:
+    """One table: each variant's English-answer and question-language-answer accuracy per language."""
+    from .report import write_ablation_report  # noqa: PLC0415
+
+    schedule = schedule_for(plan)
+    rows = {}
+    for name, (_, kwargs) in ABLATIONS.items():
+        root = plan.out / "xbridge" if not kwargs else plan.out / "ablation" / name.replace(" ", "-").replace("+", "")
+        bridge = timer.run(f"ablation:{name}", train_xbridge, plan, schedule, root, **kwargs)
+        rows[name] = evaluate_systems(plan, {"xbridge": dict(model=str(bridge))}, root / "eval")[0]
+    enc_only = train_encoder_only(plan, schedule, plan.out / "encoder-only")
+    rows["no decoder (encoder-only)"] = evaluate_systems(plan, {"xbridge-encoder-only": dict(model=str(enc_only))},
+                                                         plan.out / "eval")[0]
+    return write_ablation_report(plan, rows, ABLATIONS, results)
