@@ -293,7 +293,8 @@ def build_demo(model_id: str | None = None) -> gr.Blocks:
                 task = gr.Radio(list(TASKS), value="Free instruction", label="Task")
                 instruction = gr.Textbox(label="Instruction (before the input in the LLM prompt; empty: none)", lines=1)
                 with gr.Accordion("Generation settings", open=False):
-                    max_new_tokens = gr.Slider(8, 512, value=128, step=8, label="Max new tokens (each phase)")
+                    max_new_tokens = gr.Slider(8, 512, value=128, step=8, label="Max new tokens (each phase)",
+                                               elem_id="max-new-tokens")
                     num_beams = gr.Slider(1, 5, value=1, step=1, label="Beams (1: greedy or sampling, streams the English)")
                     do_sample = gr.Checkbox(value=False, label="Sample")
                     temperature = gr.Slider(0.1, 1.5, value=0.7, step=0.05, label="Temperature (when sampling)")
