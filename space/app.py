@@ -23,7 +23,9 @@ except ImportError:
     import languages
 
 ROOT = Path(__file__).resolve().parents[1]
+# The mini-world bridge of `python -m miniworld`: its folder, or the last stage's folder inside it.
 DEFAULT_MODEL = ROOT / "runs" / "miniworld" / "xbridge"
+DEFAULT_CANDIDATES = [DEFAULT_MODEL, DEFAULT_MODEL / "stage3"]
 DATA = ROOT / "data"
 ENGLISH = "eng_Latn"
 MAX_TARGETS = 4  # output slots on the page; also the most target languages one request may ask for
@@ -38,7 +40,10 @@ TASKS = {  # preset -> instruction put before the text in the LLM prompt (None: 
 
 
 def model_id_from(cli_value: str | None = None) -> str:
-    return str(cli_value or os.environ.get("XBRIDGE_MODEL") or DEFAULT_MODEL)
+    chosen = cli_value or os.environ.get("XBRIDGE_MODEL")
+    if chosen:
+        return str(chosen)
+    return str(next((c for c in DEFAULT_CANDIDATES if (c / "config.json").exists()), DEFAULT_MODEL))
 
 
 def looks_local(model_id: str) -> bool:
@@ -152,6 +157,8 @@ class Bridge:
         (greedy/sampling; beam search cannot stream), then the final answers in every target language."""
         from transformers import TextIteratorStreamer
 
+        # The clock starts before the lazy load, so the first request's time says what a user waited for.
+        start, loading = time.perf_counter(), self._model is None
         model, processor = self.model, self.processor
         batch = processor([text], src_lang=src_lang, instruction=instruction or None).to(model.device)
         foreign = [lang for lang in tgt_langs if lang != ENGLISH]
@@ -159,7 +166,7 @@ class Bridge:
         if gen_kwargs.get("num_beams", 1) == 1:
             streamer = TextIteratorStreamer(processor.llm_tokenizer, skip_prompt=True, skip_special_tokens=True)
             gen_kwargs["llm_streamer"] = streamer
-        result, timings = {}, {"start": time.perf_counter()}
+        result, timings = {}, {"start": start, "load": time.perf_counter() - start if loading else None}
 
         def run():
             try:
@@ -195,10 +202,11 @@ class Bridge:
 
 def timing_text(timings: dict, device: str, done: bool) -> str:
     first = timings["first"] - timings["start"]
+    where = device + (f", incl. {timings['load']:.1f} s loading the model" if timings["load"] is not None else "")
     if not done:
-        return f"Writing the English answer… first output after {first:.2f} s ({device})"
+        return f"Writing the English answer… first output after {first:.2f} s ({where})"
     total = timings["end"] - timings["start"]
-    return f"First output after {first:.2f} s · total {total:.2f} s ({device})"
+    return f"First output after {first:.2f} s · total {total:.2f} s ({where})"
 
 
 # ---------------------------------------------------------------------- examples
@@ -320,12 +328,13 @@ def build_demo(model_id: str | None = None) -> gr.Blocks:
         event_outputs = [english, *outputs, timing]
         run.click(generate, inputs, event_outputs, api_name="generate")
         text.submit(generate, inputs, event_outputs, api_name="generate_on_submit")
+    demo.bridge = bridge  # for tools that need the checkpoint's languages (space/measure.py)
     # One generation at a time (see Bridge._lock); others wait in a bounded queue.
     return demo.queue(default_concurrency_limit=1, max_size=int(os.environ.get("XBRIDGE_QUEUE_SIZE", 16)))
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="XBridge Gradio Space")
+    parser = argparse.ArgumentParser(prog="python -m space", description="XBridge Gradio Space")
     parser.add_argument("--model", help="Hub id or local folder of an XBridge checkpoint "
                                         f"(default: $XBRIDGE_MODEL, else {DEFAULT_MODEL.relative_to(ROOT)})")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
