@@ -50,14 +50,14 @@ def main(argv=None) -> int:
             return 0
         from .runner import run
 
-        kind_tokens = "math" if args.command in ("mgsm", "msvamp") else (
-            "summarize" if args.command == "xlsum" else "translate")
         scores = run(
             args.command, args.system, languages.parse_langs(args.langs), args.output_dir, model=args.model,
             nmt=args.nmt, llm=args.llm, limit=args.limit, batch_size=args.batch_size, source=args.source,
             directions=args.directions.split(",") if args.directions else None, device=args.device,
             dtype=args.dtype, instruction=args.instruction, comet_model=args.comet_model,
-            max_new_tokens={kind_tokens: args.max_new_tokens} if args.max_new_tokens else None,
+            # one limit for every generation step (translate-test's question translation included)
+            max_new_tokens=dict.fromkeys(("translate", "math", "summarize"), args.max_new_tokens)
+            if args.max_new_tokens else None,
         )
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -44,6 +44,18 @@ LOW_RESOURCE = ("ben_Beng", "swh_Latn", "tha_Thai")
 PAPER_LANGS = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "th", "zh")
 
 
+def register(lang: Language) -> Language:
+    """Add a language to the table (e.g. the mini-world's synthetic ones); its codes must be new."""
+    taken = [code for code in (lang.short, lang.nllb) if code in _BY_ANY]
+    if taken:
+        raise ValueError(f"language code(s) {taken} already in the table")
+    LANGUAGES.append(lang)
+    BY_NLLB[lang.nllb] = lang
+    _BY_ANY[lang.short] = lang
+    _BY_ANY[lang.nllb] = lang
+    return lang
+
+
 def get(code: str) -> Language:
     """The Language for a short (`sw`) or NLLB (`swh_Latn`) code; unknown codes list the valid ones."""
     try:

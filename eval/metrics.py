@@ -136,6 +136,8 @@ _UNSTEMMED = {"bengali"}
 
 @lru_cache(maxsize=None)
 def _rouge_scorer(lang: str | None):
+    if not _module_available("multilingual_rouge"):
+        raise ImportError("XL-Sum ROUGE-L needs the XL-Sum authors' scorer: pip install multilingual-rouge unidic-lite")
     from multilingual_rouge import rouge_scorer
     from multilingual_rouge.stemmers import LANG2STEMMER
     from nltk.stem import SnowballStemmer

@@ -14,6 +14,17 @@ def test_language_codes_map_both_ways():
         languages.parse_langs("sw,xx")
 
 
+def test_register_a_language():
+    lang = languages.register(languages.Language("x1", "xxa_Latn", "Mini", None, None, None, "13a"))
+    try:
+        assert languages.parse_langs("x1") == ["xxa_Latn"] and languages.get("xxa_Latn") is lang
+        with pytest.raises(ValueError, match="already in the table"):
+            languages.register(languages.Language("sw", "new_Latn", "New", None, None, None, "13a"))
+    finally:  # leave the shared table as it was for the other tests
+        languages.LANGUAGES.remove(lang)
+        del languages.BY_NLLB["xxa_Latn"], languages._BY_ANY["xxa_Latn"], languages._BY_ANY["x1"]
+
+
 def test_unknown_benchmark_lists_valid_ones():
     with pytest.raises(ValueError, match="unknown benchmark 'gsm8k'.*flores, mgsm, xlsum, tatoeba, msvamp"):
         data.load("gsm8k", ["swh_Latn"])

@@ -135,14 +135,18 @@ def test_scoring_of_perfect_outputs(tmp_path, monkeypatch):
     assert [r["value"] for r in mgsm["scores"]] == [100.0, 100.0]
 
 
-def test_msvamp_tatoeba_xlsum_with_xbridge(xbridge, bridge_dir, tmp_path):
-    from test_eval_data import write_xlsum
-
+def test_msvamp_tatoeba_with_xbridge(xbridge, bridge_dir, tmp_path):
     msvamp = runner.run("msvamp", "xbridge", ["tha_Thai"], tmp_path, model=bridge_dir, limit=2, system_obj=xbridge)
     assert {(r["task"], r["metric"]) for r in msvamp["scores"]} == {("answer-en", "accuracy"), ("answer-x", "accuracy")}
     tatoeba = runner.run("tatoeba", "xbridge", ["zho_Hans"], tmp_path, model=bridge_dir, limit=2, system_obj=xbridge)
     assert {r["task"] for r in tatoeba["scores"]} == {"x-en", "en-x"}
     assert any("tok:zh" in note for note in tatoeba["notes"])
+
+
+def test_xlsum_official_format_with_xbridge(xbridge, bridge_dir, tmp_path):
+    pytest.importorskip("multilingual_rouge", reason="pip install multilingual-rouge unidic-lite (eval extra)")
+    from test_eval_data import write_xlsum
+
     write_xlsum(tmp_path, "swahili")
     xlsum = runner.run("xlsum", "xbridge", ["swh_Latn"], tmp_path / "out", model=bridge_dir, source=str(tmp_path),
                        limit=2, system_obj=xbridge)

@@ -65,6 +65,7 @@ def test_bleu_tokenizer_fallbacks_without_flores200_model(monkeypatch):
     [("zho_Hans", "我不喜欢吃苹果", "我喜欢吃苹果"), ("tha_Thai", "ฉันไม่ชอบกินข้าวผัด", "ฉันชอบกินข้าวผัด")],
 )
 def test_rouge_l_segments_unspaced_scripts(lang, prediction, reference):
+    pytest.importorskip("multilingual_rouge", reason="pip install multilingual-rouge unidic-lite (eval extra)")
     from rouge_score import rouge_scorer
 
     whitespace = rouge_scorer.RougeScorer(["rougeL"]).score(reference, prediction)["rougeL"].fmeasure
@@ -73,6 +74,7 @@ def test_rouge_l_segments_unspaced_scripts(lang, prediction, reference):
 
 
 def test_rouge_l_other_languages():
+    pytest.importorskip("multilingual_rouge", reason="pip install multilingual-rouge unidic-lite (eval extra)")
     assert metrics.rouge_l(["私はリンゴが大好きです"], ["私はリンゴが好きです"], "jpn_Jpan") > 50
     assert metrics.rouge_l(["আমি ভাত খাই"], ["আমি ভাত খাই"], "ben_Beng") == pytest.approx(100)
     # English is stemmed as in the XL-Sum setup (cats ~ cat, running ~ runs): LCS 3 of 4 and 3 tokens.
