@@ -1,0 +1,161 @@
+"""bench.json, bench.md (every target with met / not met) and the PNG plots."""
+
+import json
+from pathlib import Path
+
+TARGETS = {"overhead": 0.05, "translate_test": 0.75, "ot_relaxed": 0.02, "ot_sinkhorn": 0.10}
+
+
+def _mib(n):
+    return f"{n / 2**20:.1f} MiB"
+
+
+def _met(ok):
+    return "met" if ok else "**not met**"
+
+
+def target_rows(results: dict) -> list[dict]:
+    rows = []
+    for scale, res in results["scales"].items():
+        for b, row in res.get("generation", {}).get("batches", {}).items():
+            rows.append(dict(target="(a) XBridge vs its parts alone: overhead", scale=scale, case=b,
+                             measured=f"{row['overhead']:+.1%}", goal="<= +5%", met=row["overhead"] <= TARGETS["overhead"]))
+            r = row["ratio_vs_translate_test"]
+            rows.append(dict(target="(b) XBridge / Translate-Test", scale=scale, case=b, measured=f"{r:.2f}x",
+                             goal="<= 0.75x", met=r <= TARGETS["translate_test"]))
+            rows.append(dict(target="(c) saving vs re-running the LLM", scale=scale, case=b,
+                             measured=f"{row['saving_vs_rerun']:.1%}", goal="report", met=None))
+        k = res.get("generation", {}).get("k_languages")
+        if k:
+            curve = ", ".join(f"K={c['K']}: {c['speedup']:.2f}x" for c in k["curve"])
+            rows.append(dict(target="(d) K languages, K calls / one call", scale=scale, case=f"B={k['batch']}",
+                             measured=curve, goal="report", met=None))
+        for name, row in res.get("training", {}).get("ot", {}).items():
+            rows.append(dict(target=f"OT share of the step ({name})", scale=scale, case="stage 1",
+                             measured=f"{row['ot_share']:.2%}", goal=f"<= {TARGETS['ot_' + name]:.0%}",
+                             met=row["ot_share"] <= TARGETS["ot_" + name]))
+            for label, solo in (("train shape", row["ot_alone"]), ("long shape", row["ot_long_shapes"])):
+                s = solo["shape"]
+                rows.append(dict(
+                    target=f"OT memory ({name}): no (B,Lx,Ly,d) tensor", scale=scale,
+                    case=f"{label} B={s['B']} Lx={s['Lx']} Ly={s['Ly']} d={s['d']}",
+                    measured=f"pairwise peak {solo['pairwise_over_cost']:.1f}x cost ({_mib(solo['cost_matrix_bytes'])}), "
+                             f"total peak {_mib(solo['peak_bytes'])}; largest tensor {solo['largest_tensor_shape']}",
+                    goal="largest tensor <= max(cost, input); pairwise peak <= 2x cost",
+                    met=solo["no_4d_tensor"] and solo["pairwise_within_2x_cost"]))
+    return rows
+
+
+def write_markdown(results: dict, out: Path, notes: str = "") -> None:
+    m = results["machine"]
+    lines = ["# XBridge performance benchmark", "",
+             f"Command: `{results['command']}`", "",
+             "## Machine", "", "| field | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in m.items()]
+    lines += ["", "bf16 probe (one (M x 1024) @ (1024 x 4096) matmul, ms):", "",
+              "| M | fp32 | bf16 | bf16 speed-up |", "| --- | --- | --- | --- |"]
+    lines += [f"| {k} | {v['fp32_ms']} | {v['bf16_ms']} | {v['bf16_speedup']}x |" for k, v in results["bf16_probe"].items()]
+    lines += ["", f"Dtypes used: {json.dumps(results['dtypes'])}", "",
+              "## Targets", "", "| target | scale | case | measured | goal | status |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in target_rows(results):
+        status = "reported" if r["met"] is None else _met(r["met"])
+        lines.append(f"| {r['target']} | {r['scale']} | {r['case']} | {r['measured']} | {r['goal']} | {status} |")
+    for scale, res in results["scales"].items():
+        gen = res.get("generation")
+        if gen:
+            L = gen["lengths"]
+            lines += ["", f"## Generation, {scale} (median seconds; source {L['src']}, prompt {L['prompt']}, "
+                      f"{L['english']} English + {L['target']} target tokens forced)", "",
+                      "| batch | XBridge | encoder | LLM generate | decoder generate | parts sum | Translate-Test | re-run reference |",
+                      "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+            for b, row in gen["batches"].items():
+                p = row["parts"]
+                lines.append(f"| {b} | {row['xbridge']['median_s']:.3f} | {p['nllb_encoder']['median_s']:.3f} | "
+                             f"{p['llm_generate']['median_s']:.3f} | {p['nllb_decoder_generate']['median_s']:.3f} | "
+                             f"{row['parts_sum_s']:.3f} | {row['translate_test']['median_s']:.3f} | "
+                             f"{row['rerun_reference']['median_s']:.3f} |")
+            lines += ["", f"K target languages (batch {gen['k_languages']['batch']}):", "",
+                      "| K | one call (s) | K separate calls (s) | speed-up |", "| --- | --- | --- | --- |"]
+            lines += [f"| {c['K']} | {c['one_call_s']:.3f} | {c['separate_calls_s']:.3f} | {c['speedup']:.2f}x |"
+                      for c in gen["k_languages"]["curve"]]
+        tr = res.get("training")
+        if tr:
+            L = tr["lengths"]
+            lines += ["", f"## Training step, {scale} (stage 1, three losses, {tr['dtype']}, batch {tr['batch']}, "
+                      f"source {L['src']}, answer {L['answer']}, target {L['target']}, OT target {L['ot_target']}; "
+                      f"{tr['trainable_params']:,} trainable parameters)", "",
+                      "| OT | step (s) | tokens/s | step peak tensor memory | OT fwd+bwd alone (s) | OT share |",
+                      "| --- | --- | --- | --- | --- | --- |"]
+            for name, row in tr["ot"].items():
+                lines.append(f"| {name} | {row['step_s']:.3f} | {row['tokens_per_s']:.0f} | {_mib(row['step_peak_tensor_bytes'])} | "
+                             f"{row['ot_alone']['fwd_bwd_s']:.4f} | {row['ot_share']:.2%} |")
+    if "sizes" in results:
+        lines += ["", "## Parameters and checkpoint size at the real shapes (counted on the meta device)", "",
+                  "| shapes | full model params | bridge params | stage 1 / 2 / 3 trainable | bridge checkpoint (fp32) | full model (bf16) | bridge share |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for shape, s in results["sizes"].items():
+            t = s["trainable_params"]
+            lines.append(f"| {shape} | {s['total_params'] / 1e6:,.1f}M | {s['bridge_params'] / 1e6:,.1f}M | "
+                         f"{t['stage1'] / 1e6:.1f}M / {t['stage2'] / 1e6:.1f}M / {t['stage3'] / 1e6:.1f}M | "
+                         f"{_mib(s['bridge_fp32_bytes'])} | {_mib(s['full_bf16_bytes'])} | {s['bridge_share']:.1%} |")
+        if results.get("saved_bridge_bytes"):
+            lines += ["", f"A real bridge-only `save_pretrained` at 600M+0.5B wrote {_mib(results['saved_bridge_bytes'])} "
+                      "of model.safetensors (the computed fp32 size plus the safetensors header)."]
+    lines += ["", f"Load average at the end: {results['load_average_end']} (at the start: {m['load_average_start']}).",
+              f"Wall time of the whole benchmark: {results['wall_s']:.0f} s.", ""]
+    if notes:
+        lines += ["## Notes on the measurements and the gaps", "", notes.strip(), ""]
+    (out / "bench.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def write_plots(results: dict, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for scale, res in results["scales"].items():
+        gen = res.get("generation")
+        if not gen:
+            continue
+        batches = list(gen["batches"])
+        systems = [("XBridge", lambda r: r["xbridge"]["median_s"]), ("parts alone (sum)", lambda r: r["parts_sum_s"]),
+                   ("Translate-Test", lambda r: r["translate_test"]["median_s"]),
+                   ("re-run reference", lambda r: r["rerun_reference"]["median_s"])]
+        fig, axes = plt.subplots(1, len(batches), figsize=(5 * len(batches), 4), squeeze=False)
+        for ax, b in zip(axes[0], batches):
+            values = [f(gen["batches"][b]) for _, f in systems]
+            ax.bar(range(len(systems)), values, color=["C0", "C7", "C3", "C1"])
+            ax.set_xticks(range(len(systems)), [s for s, _ in systems], rotation=20, ha="right")
+            ax.set_ylabel("median latency (s)")
+            ax.set_title(f"{scale}, {b}")
+        fig.tight_layout()
+        path = out / f"generation_latency_{scale}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path.name)
+        curve = gen["k_languages"]["curve"]
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ks = [c["K"] for c in curve]
+        ax.plot(ks, [c["one_call_s"] for c in curve], "o-", label="one call, K languages")
+        ax.plot(ks, [c["separate_calls_s"] for c in curve], "s--", label="K separate calls")
+        ax.set_xlabel("K target languages")
+        ax.set_ylabel("median latency (s)")
+        ax.set_xticks(ks)
+        ax.set_title(f"{scale}, batch {gen['k_languages']['batch']}")
+        ax.legend()
+        fig.tight_layout()
+        path = out / f"k_languages_{scale}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path.name)
+    return written
+
+
+def write_all(results: dict, out: Path, notes: str = "") -> list[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    results["plots"] = write_plots(results, out)
+    (out / "bench.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+    write_markdown(results, out, notes)
+    return ["bench.json", "bench.md", *results["plots"]]
