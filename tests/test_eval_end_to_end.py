@@ -11,6 +11,17 @@ from eval.systems import System, load_system
 TOKENS = {"translate": 6, "math": 6, "summarize": 6}  # tiny random models: length only costs time
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine the threads fight: 4x faster."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def bridge_dir(tiny_bases, tmp_path_factory):
     """A saved (bridge-only) XBridge checkpoint with its processor, over the tiny bases."""
