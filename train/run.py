@@ -62,13 +62,23 @@ class XBridgeArguments:
     pad_to_multiple_of: int = field(default=8)
 
 
-def _yaml_to_argv(path: str) -> list[str]:
+COMMAND_SECTIONS = ("stage1", "stage2", "stage3", "encoder-only", "encoder-only-stage1", "encoder-only-stage2", "sft")
+
+
+def _yaml_to_argv(path: str, section: str | None = None) -> list[str]:
+    """YAML -> argv. Top-level keys apply to every command; a recipe may add per-command sections
+    (`stage1: {...}`, `stage2: {...}`, `sft: {...}`), whose keys override the top level for that command."""
     with open(path, encoding="utf-8") as f:
         values = yaml.safe_load(f) or {}
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of argument names to values")
+    merged = {k: v for k, v in values.items() if k not in COMMAND_SECTIONS}
+    if section in values:
+        if not isinstance(values[section], dict):
+            raise ValueError(f"{path}: section {section!r} must be a mapping")
+        merged.update(values[section])
     argv = []
-    for key, value in values.items():
+    for key, value in merged.items():
         if value is None:
             continue
         if isinstance(value, list):
@@ -80,19 +90,27 @@ def _yaml_to_argv(path: str) -> list[str]:
     return argv
 
 
+def _config_path(argv: list[str]) -> str | None:
+    for i, a in enumerate(argv):
+        if a == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--config="):
+            return a.split("=", 1)[1]
+    return None
+
+
 def parse_args(command: str, argv: list[str]):
     parser = HfArgumentParser((XBridgeArguments, TrainingArguments), prog=f"python -m train {command}",
                               description=__doc__)
     if "-h" in argv or "--help" in argv:
         parser.print_help()
         sys.exit(0)
-    config = None
-    for i, a in enumerate(argv):
-        if a == "--config" and i + 1 < len(argv):
-            config = argv[i + 1]
-        elif a.startswith("--config="):
-            config = a.split("=", 1)[1]
-    full = (_yaml_to_argv(config) if config else []) + argv  # later flags win: the command line overrides YAML
+    config = _config_path(argv)
+    section = command
+    if command == "encoder-only":  # the recipe section names the encoder-only stage
+        stage = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--encoder_stage"), None)
+        section = f"encoder-only-stage{stage}" if stage else command
+    full = (_yaml_to_argv(config, section) if config else []) + argv  # later flags win: the command line overrides
     xargs, targs = parser.parse_args_into_dataclasses(args=full)
     return xargs, targs
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from transformers import AutoTokenizer, HfArgumentParser, set_seed
 
 from .data import load_records, validate
-from .run import _yaml_to_argv
+from .run import _config_path, _yaml_to_argv
 
 logger = logging.getLogger("train")
 
@@ -48,8 +48,8 @@ def main(argv: list[str], callbacks=None):
     if "-h" in argv or "--help" in argv:
         parser.print_help()
         sys.exit(0)
-    config = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"), None)
-    sargs, targs = parser.parse_args_into_dataclasses(args=(_yaml_to_argv(config) if config else []) + argv)
+    config = _config_path(argv)
+    sargs, targs = parser.parse_args_into_dataclasses(args=(_yaml_to_argv(config, "sft") if config else []) + argv)
     if not sargs.llm_name_or_path:
         raise ValueError("sft needs --llm_name_or_path")
     if sargs.sft_target not in ("answer_en", "answer_tgt"):

@@ -112,7 +112,8 @@ class XBridgeTrainer(Trainer):
     """
 
     loss_is_scaled_for_ga = False
-    TERMS = (("loss_llm", "ce_llm"), ("loss_dec", "ce_dec"), ("loss_ot", "ot"))
+    # Log names of the loss terms; any other `loss_<name>` the model returns is logged as `<name>`.
+    TERM_NAMES = {"loss_llm": "ce_llm", "loss_dec": "ce_dec", "loss_ot": "ot"}
 
     def __init__(self, *args, processor=None, card_info: dict | None = None, **kwargs):
         # The processor is not passed as `processing_class`: Trainer.train() would call `align_special_tokens`,
@@ -128,17 +129,17 @@ class XBridgeTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
         mode = "train" if model.training else "eval"
-        terms = [outputs[key] for key, _ in self.TERMS]
-        present = [(name, t) for (_, name), t in zip(self.TERMS, terms) if t is not None]
+        present = [(self.TERM_NAMES.get(k, k[len("loss_"):]), v) for k, v in outputs.items()
+                   if k.startswith("loss_") and v is not None]
         if present:
-            values = torch.stack([t.detach().float() for _, t in present])
+            values = torch.stack([v.detach().float() for _, v in present])
             values = self.accelerator.gather_for_metrics(values.unsqueeze(0)).mean(0)  # mean over processes
             for (name, _), value in zip(present, values.tolist()):
                 self._metrics[mode][name].append(value)
         if outputs.loss is None:
             raise ValueError("the model returned no loss: every loss term is absent or has weight 0 "
-                             f"(lambda_llm={model.config.lambda_llm}, lambda_dec={model.config.lambda_dec}, "
-                             f"lambda_ot={model.config.lambda_ot}); check the stage's data fields")
+                             f"(lambda_llm={self.model.config.lambda_llm}, lambda_dec={self.model.config.lambda_dec}, "
+                             f"lambda_ot={self.model.config.lambda_ot}); check the stage's data fields")
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
@@ -148,7 +149,7 @@ class XBridgeTrainer(Trainer):
             metrics = {f"eval_{k}": v for k, v in metrics.items()}
         logs.update(metrics)
         if "loss" in logs:
-            self._last_logged.update({k: v for k, v in logs.items() if k in ("loss", "ce_llm", "ce_dec", "ot")})
+            self._last_logged.update({k: v for k, v in logs.items() if k == "loss" or k in metrics})
         super().log(logs, start_time)
         self._metrics[mode].clear()
 
