@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, M2M100ForConditionalGeneration, PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput, cached_file, logging
 
@@ -230,6 +231,13 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         super().train(mode)
         self.nmt.eval()
         self.llm.eval()
+        if mode and self.llm.is_gradient_checkpointing:
+            # transformers checkpoints a layer only while its `training` flag is set. The LLM's decoder layers have
+            # no dropout of their own (attention dropout reads the attention module's flag, which stays off), so
+            # switching just those flags turns checkpointing on without turning dropout on.
+            for module in self.llm.modules():
+                if isinstance(module, GradientCheckpointingLayer):
+                    module.training = True
         return self
 
     def set_ot_loss(self, fn) -> None:
@@ -381,6 +389,8 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
                 use_cache=False,
                 logits_to_keep=n_answer + 1,
             )
+        if labels is not None and answer_ids is None:
+            raise ValueError("labels (decoder targets) need answer_ids: the decoder reads the LLM states of the answer")
         out = XBridgeOutput()
         if align:
             out.loss_align, out.loss_lang = self._alignment_losses(
@@ -635,11 +645,11 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
             config = XBridgeConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
         if not config.bridge_only:
             return super().from_pretrained(pretrained_model_name_or_path, *args, config=config, **kwargs)
-        dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
-        base_hub = {k: v for k, v in hub_kwargs.items() if k != "subfolder"}
-        base_hub.pop("revision", None)  # a revision names the bridge repo's revision, not the bases'
-        nmt = M2M100ForConditionalGeneration.from_pretrained(config.nmt_name_or_path, dtype=dtype, device_map=kwargs.get("device_map"), **base_hub)
-        llm = AutoModelForCausalLM.from_pretrained(config.llm_name_or_path, dtype=dtype, device_map=kwargs.get("device_map"), **base_hub)
+        base_kwargs = {k: v for k, v in hub_kwargs.items() if k not in ("subfolder", "revision")}  # revision: the bridge's
+        base_kwargs.update({k: kwargs[k] for k in ("device_map", "attn_implementation") if k in kwargs})
+        base_kwargs["dtype"] = kwargs.get("dtype", kwargs.get("torch_dtype"))
+        nmt = M2M100ForConditionalGeneration.from_pretrained(config.nmt_name_or_path, **base_kwargs)
+        llm = AutoModelForCausalLM.from_pretrained(config.llm_name_or_path, **base_kwargs)
         check_bases_match(config, nmt.config, llm.config)
         model = cls._around_bases(config, nmt, llm)
         weights = cached_file(pretrained_model_name_or_path, BRIDGE_WEIGHTS_NAME, **hub_kwargs)

@@ -328,3 +328,23 @@ def test_hub_ids_resolve_through_offline_cache(tiny_bases, tmp_path):
                                       cwd=tmp_path, env_extra=env).splitlines()[-1])
     assert str(out["ids"]) == expected
     assert out["llm"] == "tiny-org/qwen2-tiny"
+
+
+def test_gradient_checkpointing_gives_same_gradients(tiny_bridge):
+    model, processor = tiny_bridge
+    batch = batch_for(processor)
+    model.set_stage(1)
+    model.train()
+    model(**batch).loss.backward()
+    reference = model.enc_map.up.weight.grad.clone()
+    model.zero_grad()
+    model.gradient_checkpointing_enable()
+    model.train()
+    layer = model.llm.base_model.layers[0]
+    calls = []
+    checkpoint = layer._gradient_checkpointing_func
+    layer._gradient_checkpointing_func = lambda *a, **k: calls.append(1) or checkpoint(*a, **k)
+    model(**batch).loss.backward()
+    assert calls, "the LLM layers were not checkpointed"
+    assert not model.llm.training and not model.nmt.model.decoder.layers[0].training  # no dropout anywhere
+    torch.testing.assert_close(model.enc_map.up.weight.grad, reference, rtol=1e-4, atol=1e-6)
