@@ -44,11 +44,13 @@ def plan(benchmark, system_name, langs, limit=None, source=None, directions=None
         requests = data.translation_pairs(langs, directions)
     else:
         requests = [(lang, lang) for lang in langs]
-    skipped = []
+    dropped_langs = []
     for src_lang, tgt_lang in requests:
         out, dropped = _out_langs(kind, tgt_lang, system_cls)
         system_cls.check(kind, src_lang, out)
-        skipped += [f"{src_lang}: no {lang} output ({system_name} writes English only)" for lang in dropped]
+        dropped_langs += dropped
+    skipped = [f"{system_name} writes English only: no answer in the question's language (answer-x) for "
+               f"{', '.join(short(lang) for lang in dropped_langs)}"] if dropped_langs else []
     return data.load(benchmark, langs, limit=limit, source=source, **options), skipped
 
 
