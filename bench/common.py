@@ -64,16 +64,26 @@ def machine() -> dict:
 WARMUP = 1  # untimed runs before each measurement (0 in quick mode: smoke test, no timings asserted)
 
 
+def timeit_many(fns: dict, repeats: int, warmup: int | None = None) -> dict:
+    """Round-robin timing of several functions: run r times each, in turn, so load drift on the shared machine
+    hits every system alike. Per function: median process CPU time (`median_s`; with one torch thread this is
+    the work done, whatever share of a core the scheduler gave us) and median wall time (`wall_median_s`)."""
+    warmup = WARMUP if warmup is None else warmup
+    cpu, wall = {k: [] for k in fns}, {k: [] for k in fns}
+    for r in range(warmup + repeats):
+        for name, fn in fns.items():
+            c, w = time.process_time(), time.perf_counter()
+            fn()
+            if r >= warmup:
+                cpu[name].append(time.process_time() - c)
+                wall[name].append(time.perf_counter() - w)
+    return {k: {"median_s": statistics.median(cpu[k]), "wall_median_s": statistics.median(wall[k]),
+                "cpu_runs_s": [round(t, 4) for t in cpu[k]], "wall_runs_s": [round(t, 4) for t in wall[k]]}
+            for k in fns}
+
+
 def timeit(fn, repeats: int, warmup: int | None = None) -> dict:
-    """Median wall time of `fn()` over `repeats` runs after `warmup` runs (all in seconds)."""
-    for _ in range(WARMUP if warmup is None else warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "min_s": min(times), "runs_s": [round(t, 5) for t in times]}
+    return timeit_many({"fn": fn}, repeats, warmup)["fn"]
 
 
 def bf16_probe(repeats: int = 5) -> dict:
@@ -83,7 +93,7 @@ def bf16_probe(repeats: int = 5) -> dict:
         row = {}
         for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             a, b = torch.randn(m, 1024, dtype=dtype), torch.randn(1024, 4096, dtype=dtype)
-            row[name] = timeit(lambda: a @ b, repeats=repeats * 4, warmup=3)["median_s"] * 1e3
+            row[name] = timeit(lambda: a @ b, repeats=repeats * 4, warmup=3)["wall_median_s"] * 1e3
         out[f"M={m}"] = {"fp32_ms": round(row["fp32"], 3), "bf16_ms": round(row["bf16"], 3),
                          "bf16_speedup": round(row["fp32"] / row["bf16"], 2)}
     return out

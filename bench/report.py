@@ -64,7 +64,7 @@ def write_markdown(results: dict, out: Path, notes: str = "") -> None:
         gen = res.get("generation")
         if gen:
             L = gen["lengths"]
-            lines += ["", f"## Generation, {scale} (median seconds; source {L['src']}, prompt {L['prompt']}, "
+            lines += ["", f"## Generation, {scale} (median process CPU seconds, 1 thread; source {L['src']}, prompt {L['prompt']}, "
                       f"{L['english']} English + {L['target']} target tokens forced)", "",
                       "| batch | XBridge | encoder | LLM generate | decoder generate | parts sum | Translate-Test | re-run reference |",
                       "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -84,7 +84,7 @@ def write_markdown(results: dict, out: Path, notes: str = "") -> None:
             lines += ["", f"## Training step, {scale} (stage 1, three losses, {tr['dtype']}, batch {tr['batch']}, "
                       f"source {L['src']}, answer {L['answer']}, target {L['target']}, OT target {L['ot_target']}; "
                       f"{tr['trainable_params']:,} trainable parameters)", "",
-                      "| OT | step (s) | tokens/s | step peak tensor memory | OT fwd+bwd alone (s) | OT share |",
+                      "| OT | step (CPU s) | tokens/s | step peak tensor memory | OT fwd+bwd alone (s) | OT share |",
                       "| --- | --- | --- | --- | --- | --- |"]
             for name, row in tr["ot"].items():
                 lines.append(f"| {name} | {row['step_s']:.3f} | {row['tokens_per_s']:.0f} | {_mib(row['step_peak_tensor_bytes'])} | "

@@ -111,7 +111,8 @@ def run_training(model, scale: str, B: int, lengths: dict, repeats: int, ot_long
         long = ot_alone(ot.fn, long_x, None, long_y, None, repeats=1)
         row = {
             "step_s": timing["median_s"],
-            "step_runs_s": timing["runs_s"],
+            "step_cpu_runs_s": timing["cpu_runs_s"],
+            "step_wall_s": timing["wall_median_s"],
             "tokens_per_s": tokens / timing["median_s"],
             "step_peak_tensor_bytes": mem.peak,
             "ot_forward_in_step_s": ot.forward_s[0] if ot.forward_s else None,
