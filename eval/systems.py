@@ -2,6 +2,7 @@
 
     translate(texts, src_lang, tgt_lang) -> list[str]
     respond(texts, src_lang, out_langs, kind) -> {lang: list[str]}   # kind: "math" | "summarize"
+    answer_english(questions, src_lang) / answer_in(questions, src_lang, tgt_lang)   # shorthands of respond
 
 `respond` asks for the task's answer in each of `out_langs` ("eng_Latn" = the LLM's English answer); a system
 that can produce several languages from one pass (XBridge) does so. What a system cannot do is declared on its
@@ -79,11 +80,26 @@ class System:
     def instruction_for(self, kind: str) -> str | None:
         return self.instruction if self.instruction is not None else INSTRUCTIONS.get(kind)
 
+    # The public interface checks the request, then calls the system's own `_translate` / `_respond`.
     def translate(self, texts, src_lang, tgt_lang) -> list[str]:
-        raise NotImplementedError
+        self.check("translate", src_lang, [tgt_lang])
+        return self._translate(list(texts), src_lang, tgt_lang)
 
     def respond(self, texts, src_lang, out_langs, kind) -> dict:
-        raise NotImplementedError
+        self.check(kind, src_lang, list(out_langs))
+        return self._respond(list(texts), src_lang, list(out_langs), kind)
+
+    def answer_english(self, questions, src_lang, kind="math") -> list[str]:
+        return self.respond(questions, src_lang, [ENGLISH], kind)[ENGLISH]
+
+    def answer_in(self, questions, src_lang, tgt_lang, kind="math") -> list[str]:
+        return self.respond(questions, src_lang, [tgt_lang], kind)[tgt_lang]
+
+    def _translate(self, texts, src_lang, tgt_lang) -> list[str]:
+        raise UnsupportedTask(f"system {self.name!r} cannot translate")
+
+    def _respond(self, texts, src_lang, out_langs, kind) -> dict:
+        raise UnsupportedTask(f"system {self.name!r} cannot run {kind!r} tasks")
 
 
 # ---------------------------------------------------------------- building blocks
@@ -210,12 +226,12 @@ class XBridgeSystem(System):
             for lang, ids in sequences.items()
         }
 
-    def translate(self, texts, src_lang, tgt_lang):
+    def _translate(self, texts, src_lang, tgt_lang):
         # Translation is what stage 1 trains, without any prompt: source -> (LLM English) -> decoder.
         out = self._generate(texts, src_lang, [tgt_lang], self.max_new_tokens["translate"], prompt=False)
         return out[tgt_lang]
 
-    def respond(self, texts, src_lang, out_langs, kind):
+    def _respond(self, texts, src_lang, out_langs, kind):
         instruction = self.instruction if kind == "math" else self.instruction_for(kind)
         return self._generate(texts, src_lang, out_langs, self.max_new_tokens[kind], instruction=instruction)
 
@@ -242,13 +258,13 @@ class DirectSystem(System):
         path = _bases(model, None, llm, ("llm",), self.name)["llm"]
         self.llm = LLM(path, self.device, _dtype(dtype, self.device), adapter=adapter, chat=self.chat)
 
-    def translate(self, texts, src_lang, tgt_lang):
+    def _translate(self, texts, src_lang, tgt_lang):
         name = languages.BY_NLLB
         instruction = f"Translate the following {name[src_lang].name} text into {name[tgt_lang].name}. " \
                       "Reply with the translation only."
         return self.llm.generate(texts, instruction, self.max_new_tokens["translate"])
 
-    def respond(self, texts, src_lang, out_langs, kind):
+    def _respond(self, texts, src_lang, out_langs, kind):
         base = self.instruction_for(kind)
         return {
             lang: self.llm.generate(texts, " ".join(filter(None, (base, _respond_in(lang)))), self.max_new_tokens[kind])
@@ -296,10 +312,10 @@ class TranslateTestSystem(System):
         self.nmt = NMT(paths["nmt"], self.device, dtype)
         self.llm = LLM(paths["llm"], self.device, dtype)
 
-    def translate(self, texts, src_lang, tgt_lang):
+    def _translate(self, texts, src_lang, tgt_lang):
         return self.nmt.translate(texts, src_lang, tgt_lang, self.max_new_tokens["translate"])
 
-    def respond(self, texts, src_lang, out_langs, kind):
+    def _respond(self, texts, src_lang, out_langs, kind):
         english_in = self.nmt.translate(texts, src_lang, ENGLISH, self.max_new_tokens["translate"])
         english_out = self.llm.generate(english_in, self.instruction_for(kind), self.max_new_tokens[kind])
         return {lang: self.nmt.translate(english_out, ENGLISH, lang, self.max_new_tokens[kind]) for lang in out_langs}
@@ -317,7 +333,7 @@ class NMTSystem(System):
         path = _bases(model, nmt, None, ("nmt",), self.name)["nmt"]
         self.nmt = NMT(path, self.device, _dtype(dtype, self.device))
 
-    def translate(self, texts, src_lang, tgt_lang):
+    def _translate(self, texts, src_lang, tgt_lang):
         return self.nmt.translate(texts, src_lang, tgt_lang, self.max_new_tokens["translate"])
 
 

@@ -88,3 +88,30 @@ def test_xlsum_official_format(tmp_path):
         data.load("xlsum", ["tha_Thai"], source=str(tmp_path))
     with pytest.raises(ValueError, match="XL-Sum has no deu_Latn"):
         data.load("xlsum", ["deu_Latn"], source=str(tmp_path))
+
+
+def test_hub_sources_map_columns(monkeypatch):
+    """A non-folder source goes to datasets.load_dataset(id, config, split); the columns are mapped per dataset."""
+    import datasets
+
+    calls = []
+    tables = {
+        "sw": {"question": ["Swali 1?", "Swali 2?"], "answer_number": [18, 3]},  # juletxara/mgsm
+        "swh_Latn": {"text": ["Habari."] * 2},  # openlanguagedata/flores_plus
+        "eng_Latn": {"text": ["News."] * 2},
+        "swahili": {"id": ["a"], "url": ["u"], "title": ["t"], "summary": ["s"], "text": ["x"]},  # csebuetnlp/xlsum
+    }
+
+    def fake(source, config, split):
+        calls.append((source, config, split))
+        return datasets.Dataset.from_dict(tables[config])
+
+    monkeypatch.setattr(data, "_hub_split", fake)
+    mgsm = data.load("mgsm", ["swh_Latn"], source="juletxara/mgsm")[0]
+    assert [e["reference"] for e in mgsm.examples] == ["18", "3"] and mgsm.examples[0]["input"] == "Swali 1?"
+    flores = data.load("flores", ["swh_Latn"], source="openlanguagedata/flores_plus", directions=["x-en"])[0]
+    assert flores.examples[0] == {"id": "swh_Latn-eng_Latn:0", "input": "Habari.", "reference": "News."}
+    xlsum = data.load("xlsum", ["swh_Latn"])[0]  # the default XL-Sum source is the Hub dataset
+    assert xlsum.examples == [{"id": "swh_Latn:a", "input": "x", "reference": "s"}]
+    assert ("juletxara/mgsm", "sw", "test") in calls and ("csebuetnlp/xlsum", "swahili", "test") in calls
+    assert ("openlanguagedata/flores_plus", "swh_Latn", "devtest") in calls

@@ -127,10 +127,10 @@ class Oracle(System):
         super().__init__()
         self.references = references
 
-    def translate(self, texts, src_lang, tgt_lang):
+    def _translate(self, texts, src_lang, tgt_lang):
         return [self.references[t] for t in texts]
 
-    def respond(self, texts, src_lang, out_langs, kind):
+    def _respond(self, texts, src_lang, out_langs, kind):
         return {lang: [f"The answer is {self.references[t]}." for t in texts] for lang in out_langs}
 
 
@@ -144,6 +144,32 @@ def test_scoring_of_perfect_outputs(tmp_path, monkeypatch):
     assert {r["metric"]: round(r["value"]) for r in flores["scores"]} == {"BLEU": 100, "chrF++": 100}
     mgsm = runner.run("mgsm", "oracle", ["swh_Latn"], tmp_path, limit=3, system_obj=Oracle(refs))
     assert [r["value"] for r in mgsm["scores"]] == [100.0, 100.0]
+
+
+def test_batching_does_not_change_predictions(xbridge, bridge_dir, tmp_path):
+    """Left/right padding inside a batch must not leak into the outputs: batch of 3 == one at a time."""
+    outputs = {}
+    for batch_size in (3, 1):
+        runner.run("mgsm", "xbridge", ["tha_Thai"], tmp_path / str(batch_size), model=bridge_dir, limit=3,
+                   batch_size=batch_size, system_obj=xbridge)
+        records = read_jsonl(tmp_path / str(batch_size) / "mgsm" / "xbridge" / "predictions.jsonl")
+        outputs[batch_size] = {r["id"]: r["predictions"] for r in records}
+    assert outputs[3] == outputs[1]
+    assert len({p["eng_Latn"] for p in outputs[1].values()}) > 1  # not one constant output (vacuous equality)
+
+
+def test_encoder_only_refuses_other_languages_through_the_interface(bridge_dir):
+    from eval.systems import UnsupportedTask
+
+    system = load_system("xbridge-encoder-only", model=bridge_dir, device="cpu", max_new_tokens=TOKENS)
+    assert len(system.answer_english(["Swali?", "Jibu?"], "swh_Latn")) == 2
+    with pytest.raises(UnsupportedTask, match="writes English only.*swh_Latn"):
+        system.answer_in(["Swali?"], "swh_Latn", "swh_Latn")
+    with pytest.raises(UnsupportedTask, match="writes English only"):
+        system.translate(["Hello"], "eng_Latn", "tha_Thai")
+    nmt = load_system("nmt", model=bridge_dir, device="cpu", max_new_tokens=TOKENS)
+    with pytest.raises(UnsupportedTask, match="only translates"):
+        nmt.answer_english(["Swali?"], "swh_Latn")
 
 
 def test_msvamp_tatoeba_with_xbridge(xbridge, bridge_dir, tmp_path):
