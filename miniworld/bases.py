@@ -1,8 +1,9 @@
 """Base models of the mini-world, trained from scratch with the standard classes and `transformers.Trainer`.
 
 - NMT: `M2M100ForConditionalGeneration` + `NllbTokenizer` (the world's codes + `eng_Latn`): NLLB-200's classes.
-- LLM: `Qwen2ForCausalLM` + a `PreTrainedTokenizerFast` (Metaspace BPE with a fused `<unk>`, English only): an
-  English-only reasoner, like the frozen LLM of the paper.
+- LLM: `LlamaForCausalLM` + a `PreTrainedTokenizerFast` (Metaspace BPE with a fused `<unk>`, English only): an
+  English-only reasoner, like the frozen LLM of the paper. Llama rather than Qwen2: transformers 5 loads any
+  `qwen2` checkpoint's tokenizer as the byte-level `Qwen2Tokenizer`, whatever tokenizer.json holds.
 Both are saved with `save_pretrained` (model, tokenizer, generation_config), so the rest of the pipeline loads
 them exactly like `facebook/nllb-200-*` and `Qwen/Qwen2.5-*`.
 
@@ -26,8 +27,8 @@ from transformers import (
     M2M100ForConditionalGeneration,
     NllbTokenizer,
     PreTrainedTokenizerFast,
-    Qwen2Config,
-    Qwen2ForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
     Trainer,
     TrainingArguments,
 )
@@ -64,7 +65,7 @@ class BaseConfig:
     nmt_steps: int = 700
     nmt_batch: int = 64
     nmt_lr: float = 3e-3
-    # LLM (Qwen2 architecture)
+    # LLM (Llama architecture)
     llm_vocab: int = 700
     llm_d_model: int = 128
     llm_layers: int = 3
@@ -133,7 +134,10 @@ def train_nmt(world_dir: str | Path, out: str | Path, cfg: BaseConfig) -> Path:
     config = M2M100Config(
         vocab_size=len(tok), d_model=cfg.nmt_d_model, encoder_layers=cfg.nmt_layers, decoder_layers=cfg.nmt_layers,
         encoder_attention_heads=cfg.nmt_heads, decoder_attention_heads=cfg.nmt_heads, encoder_ffn_dim=cfg.nmt_ffn,
-        decoder_ffn_dim=cfg.nmt_ffn, max_position_embeddings=cfg.max_len + 2, dropout=0.1, attention_dropout=0.0,
+        decoder_ffn_dim=cfg.nmt_ffn, max_position_embeddings=cfg.max_len + 2, dropout=0.0, attention_dropout=0.0,
+        # embeddings are scaled by sqrt(d_model): with init_std = d_model**-0.5 a token embedding has unit scale
+        # like the sinusoidal positions (the default 0.02 drowns tokens in positions and learning stalls)
+        init_std=cfg.nmt_d_model ** -0.5,
         activation_dropout=0.0, encoder_layerdrop=0.0, decoder_layerdrop=0.0, scale_embedding=True,
         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
         decoder_start_token_id=tok.eos_token_id, tie_word_embeddings=True,
@@ -146,7 +150,7 @@ def train_nmt(world_dir: str | Path, out: str | Path, cfg: BaseConfig) -> Path:
     result = Trainer(model=model, args=args, train_dataset=data, data_collator=collator).train()
     model.generation_config = GenerationConfig(
         decoder_start_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, max_length=cfg.max_len, num_beams=1,
+        pad_token_id=tok.pad_token_id, max_new_tokens=cfg.max_len, num_beams=1,
     )
     model.save_pretrained(out)
     tok.save_pretrained(out)
@@ -213,20 +217,20 @@ def encode_llm(tok: PreTrainedTokenizerFast, rows: list[dict], max_len: int) -> 
 
 
 def train_llm(world_dir: str | Path, out: str | Path, cfg: BaseConfig) -> Path:
-    """Train the Qwen2-architecture English LLM on `llm_pretrain.jsonl`; saves model + tokenizer."""
+    """Train the Llama-architecture English LLM on `llm_pretrain.jsonl`; saves model + tokenizer."""
     world_dir, out = Path(world_dir), Path(out)
     if is_done(out):
         return out
     torch.manual_seed(cfg.seed)
     rows = read_jsonl(world_dir / "llm_pretrain.jsonl")
     tok = train_llm_tokenizer([r["prompt"] + r["completion"] for r in rows], cfg.llm_vocab)
-    config = Qwen2Config(
+    config = LlamaConfig(
         vocab_size=len(tok), hidden_size=cfg.llm_d_model, intermediate_size=cfg.llm_ffn, num_hidden_layers=cfg.llm_layers,
         num_attention_heads=cfg.llm_heads, num_key_value_heads=cfg.llm_heads, max_position_embeddings=512,
         tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id, rope_theta=10000.0,
     )
-    model = Qwen2ForCausalLM(config)
+    model = LlamaForCausalLM(config)
     data = _ListDataset(encode_llm(tok, rows, cfg.max_len))
     tok.padding_side = "right"  # training pads on the right; generation uses left padding (saved below)
     collator = DataCollatorForSeq2Seq(tok, pad_to_multiple_of=8, label_pad_token_id=-100)
