@@ -9,7 +9,8 @@ from .systems import SYSTEMS
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join([*data.BENCHMARKS, "report"]) + "}")
+    commands = "{" + ",".join([*data.BENCHMARKS, "report"]) + "}"
+    sub = parser.add_subparsers(dest="command", required=True, metavar=commands)
     for name in data.BENCHMARKS:
         p = sub.add_parser(name, help=f"run and score {name}")
         p.add_argument("--system", required=True, choices=list(SYSTEMS))

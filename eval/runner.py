@@ -14,8 +14,7 @@ from tqdm.auto import tqdm
 
 from . import data, metrics
 from .languages import ENGLISH, short
-from .systems import UnsupportedTask, load_system, system_class
-
+from .systems import load_system, system_class
 
 KINDS = {"flores": "translate", "tatoeba": "translate", "mgsm": "math", "msvamp": "math", "xlsum": "summarize"}
 
@@ -39,7 +38,9 @@ def plan(benchmark, system_name, langs, limit=None, source=None, directions=None
     if kind == "translate":
         if directions is None:
             # An English-only system has one direction; other directions asked for explicitly fail below.
-            directions = ["x-en"] if system_cls.english_only else ["x-en", "en-x"] + (["x-y"] if benchmark == "flores" else [])
+            directions = ["x-en"] if system_cls.english_only else list(data.DIRECTIONS)
+            if benchmark == "tatoeba" and not system_cls.english_only:
+                directions = ["x-en", "en-x"]  # English-centric pairs
         options["directions"] = directions
         requests = data.translation_pairs(langs, directions)
     else:
@@ -70,6 +71,15 @@ def _read_predictions(path: Path) -> dict:
     return done
 
 
+def _end_cut_line(path: Path) -> None:
+    """A kill mid-write leaves half a line: end it, so the next record starts on a line of its own."""
+    if path.exists() and path.stat().st_size:
+        with path.open("rb+") as f:
+            f.seek(-1, 2)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+
+
 def _check_resume(run_file: Path, meta: dict) -> None:
     if run_file.exists():
         previous = json.loads(run_file.read_text(encoding="utf-8"))
@@ -94,16 +104,14 @@ def run(benchmark, system, langs, output_dir, model=None, nmt=None, llm=None, li
 
     pred_path = out_dir / "predictions.jsonl"
     done = _read_predictions(pred_path)
-    if pred_path.exists() and not pred_path.read_bytes().endswith(b"\n") and pred_path.stat().st_size:
-        with pred_path.open("a", encoding="utf-8") as f:
-            f.write("\n")  # a kill mid-write left half a line: end it so the next record starts clean
-    todo = [(unit, ex) for unit in units for ex in unit.examples if ex["id"] not in done]
+    _end_cut_line(pred_path)
+    todo = sum(ex["id"] not in done for unit in units for ex in unit.examples)
     if todo:
         if system_obj is None:
             system_obj = load_system(system, model=model, nmt=nmt, llm=llm, device=device, dtype=dtype,
                                      max_new_tokens=max_new_tokens, instruction=instruction)
         system_cls = type(system_obj)
-        with pred_path.open("a", encoding="utf-8") as f, tqdm(total=len(todo), desc=f"{benchmark}/{system}") as bar:
+        with pred_path.open("a", encoding="utf-8") as f, tqdm(total=todo, desc=f"{benchmark}/{system}") as bar:
             for unit in units:
                 pending = [ex for ex in unit.examples if ex["id"] not in done]
                 out_langs, _ = _out_langs(unit.kind, unit.tgt_lang, system_cls)

@@ -219,7 +219,9 @@ class XBridgeSystem(System):
     @torch.no_grad()
     def _generate(self, texts, src_lang, out_langs, max_new_tokens, instruction=None, prompt=True) -> dict:
         batch = self.processor(texts, src_lang=src_lang, instruction=instruction, prompt=prompt).to(self.device)
-        sequences = self.model.generate(**batch, tgt_lang=list(out_langs), max_new_tokens=max_new_tokens, do_sample=False)
+        sequences = self.model.generate(
+            **batch, tgt_lang=list(out_langs), max_new_tokens=max_new_tokens, do_sample=False
+        )
         # English comes from the LLM's vocabulary, every other language from NLLB's.
         return {
             lang: self.processor.batch_decode(ids, skip_special_tokens=True, from_llm=lang == ENGLISH)

@@ -102,7 +102,8 @@ def test_mgsm_with_xbridge_resumes_after_interruption(xbridge, bridge_dir, tmp_p
     scores = runner.run(**args, system_obj=again)
     assert again.generated == 1  # only the missing example: eng_Latn:2
     records = [r for r in read_jsonl_tolerant(path)]
-    assert sorted(r["id"] for r in records) == sorted(f"{lang}:{i}" for lang in ("swh_Latn", "eng_Latn") for i in range(3))
+    expected = [f"{lang}:{i}" for lang in ("swh_Latn", "eng_Latn") for i in range(3)]
+    assert sorted(r["id"] for r in records) == sorted(expected)
     sw = next(r for r in records if r["id"] == "swh_Latn:0")
     assert set(sw["predictions"]) == {"eng_Latn", "swh_Latn"} and sw["reference"] == "18"
     tasks = {(r["task"], r["lang"]) for r in scores["scores"]}
@@ -140,7 +141,8 @@ def test_scoring_of_perfect_outputs(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "system_class", lambda name: Oracle)
     units = data.load("flores", ["swh_Latn"], limit=3, directions=["x-en"]) + data.load("mgsm", ["swh_Latn"], limit=3)
     refs = {ex["input"]: ex["reference"] for unit in units for ex in unit.examples}
-    flores = runner.run("flores", "oracle", ["swh_Latn"], tmp_path, limit=3, directions=["x-en"], system_obj=Oracle(refs))
+    flores = runner.run("flores", "oracle", ["swh_Latn"], tmp_path, limit=3, directions=["x-en"],
+                        system_obj=Oracle(refs))
     assert {r["metric"]: round(r["value"]) for r in flores["scores"]} == {"BLEU": 100, "chrF++": 100}
     mgsm = runner.run("mgsm", "oracle", ["swh_Latn"], tmp_path, limit=3, system_obj=Oracle(refs))
     assert [r["value"] for r in mgsm["scores"]] == [100.0, 100.0]
