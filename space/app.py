@@ -226,22 +226,36 @@ def example_sources() -> list[tuple[str, Path, Path]]:
     return found
 
 
-def pick_examples(lang_codes, per_kind: int = 4, row: int = 2) -> list[list]:
-    """A few examples in languages the checkpoint knows, non-English first: MGSM questions for step-by-step
-    math, FLORES sentences to translate. Each answers in its own language and one other."""
-    known = set(lang_codes)
-    picked = {"math": [], "text": []}
-    for kind, path, code in sorted(example_sources(), key=lambda s: (s[2] == ENGLISH, s[2])):
-        if code not in known or len(picked[kind]) >= per_kind or code in [e[1] for e in picked[kind]]:
-            continue
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if not lines:
-            continue
-        text = lines[min(row, len(lines) - 1)].split("\t")[0]
-        other = next((c for c in sorted(known) if c not in (code, ENGLISH)), ENGLISH)
-        task = "Step-by-step math" if kind == "math" else "Translate"
-        picked[kind].append([text, code, [code, other], task])
-    return picked["math"] + picked["text"]
+# Example languages in this order when the checkpoint knows them: varied scripts and resource levels first.
+PREFERRED = ["swh_Latn", "zho_Hans", "fra_Latn", "ben_Beng", "rus_Cyrl", "tha_Thai", "deu_Latn", "tel_Telu", "spa_Latn", "jpn_Jpan"]
+
+
+def pick_examples(lang_codes, per_kind: int = 4) -> list[list]:
+    """A few examples in languages the checkpoint knows: MGSM questions for step-by-step math, then FLORES
+    sentences to translate, in other languages where possible (MGSM and FLORES are parallel, so each example
+    takes another row). Each answers in its own language and one other."""
+    known = sorted(lang_codes)
+    others = [c for c in known if c != ENGLISH]
+    rank = {c: i for i, c in enumerate(PREFERRED)}
+    sources = sorted(example_sources(), key=lambda s: (s[2] == ENGLISH, rank.get(s[2], len(rank)), s[2]))
+    picked = []
+    for kind in ("math", "text"):
+        used = {e[1] for e in picked}
+        candidates = [s for s in sources if s[0] == kind and s[2] in known]
+        candidates.sort(key=lambda s: s[2] in used)  # stable: languages not shown yet come first
+        langs = []
+        for _, path, code in candidates:
+            if len(langs) == per_kind or code in langs:
+                continue
+            lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            if not lines:
+                continue
+            text = lines[(3 * len(picked) + 1) % len(lines)].split("\t")[0]
+            pool = [c for c in others if c != code] or [ENGLISH]
+            other = pool[3 * len(picked) % len(pool)]
+            picked.append([text, code, [code, other], "Step-by-step math" if kind == "math" else "Translate"])
+            langs.append(code)
+    return picked
 
 
 # ---------------------------------------------------------------------- page
@@ -320,7 +334,7 @@ def build_demo(model_id: str | None = None) -> gr.Blocks:
         examples = pick_examples(bridge.lang_codes)
         if examples:
             gr.Examples(examples, inputs=[text, src_lang, tgt_langs, task], label="Examples (MGSM, FLORES)",
-                        cache_examples=False)
+                        cache_examples=False, elem_id="examples")
         task.change(task_instruction, task, instruction, api_name="task_instruction")
         tgt_langs.change(answer_slots, tgt_langs, outputs, api_name="answer_slots")
         demo.load(answer_slots, tgt_langs, outputs, api_name="answer_slots_on_load")
