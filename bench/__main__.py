@@ -16,15 +16,15 @@ from .report import write_all
 # 2-core CPU finishes them; every comparison inside one scale uses the same inputs and forced lengths.
 PLANS = {
     "quick": dict(gen=dict(src=10, prompt=6, english=6, target=6), batches=(1, 16), ks=dict(batch=1, values=(1, 2, 4, 8), repeats=1, warmup=0),
-                  train_batch=2, train=dict(src=8, answer=8, target=8, ot_target=8), ot_long=dict(B=2, Lx=64, Ly=64),
+                  train_batch=2, train=dict(src=8, answer=8, target=8, ot_target=8), ot_long=dict(B=2, Lx=48, Ly=64),
                   repeats=1, warmup=0),
     "tiny": dict(gen=dict(src=24, prompt=12, english=24, target=24), batches=(1, 16),
                  ks=dict(batch=1, values=(1, 2, 4, 8), repeats=5, warmup=1),
-                 train_batch=8, train=dict(src=32, answer=32, target=32, ot_target=32), ot_long=dict(B=4, Lx=512, Ly=512),
+                 train_batch=8, train=dict(src=32, answer=32, target=32, ot_target=32), ot_long=dict(B=4, Lx=384, Ly=512),
                  repeats=5, warmup=1),
     "real": dict(gen=dict(src=24, prompt=8, english=16, target=16), batches=(1, 16),
                  ks=dict(batch=1, values=(1, 2, 4, 8), repeats=2, warmup=0),
-                 train_batch=4, train=dict(src=32, answer=32, target=32, ot_target=32), ot_long=dict(B=4, Lx=512, Ly=512),
+                 train_batch=4, train=dict(src=32, answer=32, target=32, ot_target=32), ot_long=dict(B=4, Lx=384, Ly=512),
                  repeats=3, warmup=1),
 }
 

@@ -103,15 +103,33 @@ class TensorMemoryTracker(TorchDispatchMode):
     """Exact live bytes of the tensors created inside the block (CPU has no allocator statistics).
 
     Every aten op's outputs are recorded by storage; a storage counts until its tensor is collected. Gives the
-    peak above the entry level and the largest single tensor (to prove no (B, Lx, Ly, d) tensor is ever made).
+    peak above the entry level, the largest single tensor, and (with `pair=(Lx, Ly)`) the peak of the tensors
+    that have both an Lx and an Ly axis: the memory that grows with Lx * Ly, to compare with the cost matrix.
     """
+
+    def __init__(self, pair: tuple[int, int] | None = None):
+        super().__init__()
+        self.pair = pair
 
     def __enter__(self):
         self.live, self.current, self.peak, self.largest, self.largest_shape = {}, 0, 0, 0, None
+        self.pair_current, self.pair_peak = 0, 0
         return super().__enter__()
 
+    def _is_pairwise(self, shape) -> bool:
+        if self.pair is None:
+            return False
+        dims = list(shape)
+        for size in self.pair:  # two distinct axes, also when Lx == Ly
+            if size not in dims:
+                return False
+            dims.remove(size)
+        return True
+
     def _free(self, key):
-        self.current -= self.live.pop(key, 0)
+        nbytes, pairwise = self.live.pop(key, (0, False))
+        self.current -= nbytes
+        self.pair_current -= nbytes if pairwise else 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -121,10 +139,13 @@ class TensorMemoryTracker(TorchDispatchMode):
             key = t.untyped_storage().data_ptr()
             if key in self.live or key == 0:
                 continue  # a view or an in-place result: its storage is already counted
-            nbytes = t.untyped_storage().nbytes()
-            self.live[key] = nbytes
+            nbytes, pairwise = t.untyped_storage().nbytes(), self._is_pairwise(t.shape)
+            self.live[key] = (nbytes, pairwise)
             self.current += nbytes
             self.peak = max(self.peak, self.current)
+            if pairwise:
+                self.pair_current += nbytes
+                self.pair_peak = max(self.pair_peak, self.pair_current)
             if nbytes > self.largest:
                 self.largest, self.largest_shape = nbytes, tuple(t.shape)
             weakref.finalize(t, self._free, key)
