@@ -137,6 +137,20 @@ def test_build_data_trilingual_is_sharded_deterministic_and_resumable(tmp_path, 
         build_main([*args[:-2], "--max_new_tokens", "9", "--output_dir", str(out_b)])
 
 
+def test_build_data_from_an_opus_style_translation_column(tmp_path, tiny_nllb):
+    rows = [{"translation": {"en": e, "sw": s}} for e, s in zip(_flores("eng_Latn", 3), _flores("swh_Latn", 3))]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "opus"))
+    out = tmp_path / "out"
+    build_main(["trilingual", "--nmt_name_or_path", tiny_nllb, "--dataset_name", str(tmp_path / "opus"),
+                "--src_key", "sw", "--src_lang", "swh_Latn", "--tgt_langs", "deu_Latn", "--output_dir", str(out),
+                "--num_beams", "1", "--max_new_tokens", "4"])
+    ds = load_records(train_file=str(out))
+    assert ds["src_text"] == _flores("swh_Latn", 3) and set(ds["tgt_lang"]) == {"deu_Latn"}
+    with pytest.raises(DataError, match="field 'translation' has no 'swa'"):
+        build_main(["trilingual", "--nmt_name_or_path", tiny_nllb, "--dataset_name", str(tmp_path / "opus"),
+                    "--src_key", "swa", "--src_lang", "swh_Latn", "--output_dir", str(tmp_path / "o2")])
+
+
 def test_build_data_task_translates_line_by_line_and_checks_codes(tmp_path, tiny_nllb):
     rows = [{"question": "Swali?", "src_lang": "swh_Latn", "answer_en": "Step one.\n\nSo the answer is 4."},
             {"question": "Q?", "src_lang": "eng_Latn", "answer_en": "It is 5."}]
