@@ -62,24 +62,24 @@ class BaseConfig:
     nmt_layers: int = 3
     nmt_ffn: int = 512
     nmt_heads: int = 4
-    nmt_steps: int = 700
+    nmt_steps: int = 800
     nmt_batch: int = 64
-    nmt_lr: float = 3e-3
-    # LLM (Llama architecture)
+    nmt_lr: float = 1e-3
+    # LLM (Llama architecture): wide and shallow learned the copy-and-compute faster than deep and narrow
     llm_vocab: int = 700
-    llm_d_model: int = 128
-    llm_layers: int = 3
-    llm_ffn: int = 512
-    llm_heads: int = 4
-    llm_steps: int = 700
-    llm_batch: int = 64
-    llm_lr: float = 3e-3
+    llm_d_model: int = 192
+    llm_layers: int = 2
+    llm_ffn: int = 768
+    llm_heads: int = 6
+    llm_steps: int = 1300
+    llm_batch: int = 16
+    llm_lr: float = 2e-3
     max_len: int = 128
     seed: int = 0
 
     @classmethod
     def fast(cls) -> BaseConfig:
-        return cls(nmt_steps=300, llm_steps=300)
+        return cls(nmt_steps=400, llm_steps=600)
 
 
 def _training_args(out: Path, steps: int, batch: int, lr: float, seed: int) -> TrainingArguments:

@@ -8,7 +8,10 @@ folder; a `COMPLETED` marker there makes a re-run skip it.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,18 +30,18 @@ class StageSchedule:
     """Steps and optimiser settings of the bridge stages on CPU (the paper's lr 2e-5 x 3 epochs is for 8B
     models and millions of records; tiny mapping layers need a high lr and a few hundred steps)."""
 
-    stage1: int = 200
-    stage2: int = 150
-    stage3: int = 150
+    stage1: int = 150
+    stage2: int = 120
+    stage3: int = 120
     batch: int = 32
     lr: float = 2e-3
     warmup: int = 10
-    enc_only1: int = 150  # encoder-only baseline, stage 1 and 2
-    enc_only2: int = 150
+    enc_only1: int = 100  # encoder-only baseline, stage 1 and 2
+    enc_only2: int = 100
 
     @classmethod
     def fast(cls) -> StageSchedule:
-        return cls(stage1=60, stage2=60, stage3=60, enc_only1=40, enc_only2=40)
+        return cls(stage1=50, stage2=40, stage3=40, enc_only1=30, enc_only2=30)
 
 
 def _common_flags(schedule: StageSchedule, steps: int, out: Path, train_file: Path) -> list[str]:
@@ -62,45 +65,49 @@ def loss_history(folder: Path) -> dict[str, list[float]]:
     return terms
 
 
-def train(out: Path, module_args: list[str], flags: list[str]) -> Path:
-    """`python -m <module_args> <flags>` into `out` unless it is already complete; returns `out`."""
+def train(out: Path, module_args: list[str], flags: list[str], threads: int | None = None) -> Path:
+    """`python -m <module_args> <flags>` into `out` unless it is already complete; returns `out`.
+    `threads`: the process's share of the cores (OMP_NUM_THREADS) when runs go side by side."""
     if is_done(out):
         return out
     cmd = [sys.executable, "-m", *module_args, *flags]
     print("$ " + " ".join(cmd[1:4]) + " ... --output_dir " + str(out), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO)
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    subprocess.run(cmd, check=True, cwd=REPO, env=env)
     mark_done(out, dict(command=cmd[1:], losses=loss_history(out)))
     return out
 
 
 def train_xbridge(plan, schedule: StageSchedule, root: Path, ot_backend: str = "relaxed", lambda_ot: float | None = None,
-                  merged: bool = False, defect: bool = False) -> Path:
+                  merged: bool = False, defect: bool = False, threads: int | None = None) -> Path:
     """Stages 1 -> 2 -> 3 (or 1 -> merged 2+3; or a stage 1 with the decoder side frozen); returns the last."""
     world = plan.world_dir
     extra = ["--ot_backend", ot_backend] + (["--lambda_ot", str(lambda_ot)] if lambda_ot is not None else [])
     bases = ["--nmt_name_or_path", str(plan.nmt_dir), "--llm_name_or_path", str(plan.llm_dir)]
     s1_cmd = ["miniworld.variants", "stage1-defect"] if defect else ["train", "stage1"]
     s1 = train(root / "stage1", s1_cmd + ["--config", "train/configs/stage1.yaml"],
-               _common_flags(schedule, schedule.stage1, root / "stage1", world / "stage1.jsonl") + bases + extra)
+               _common_flags(schedule, schedule.stage1, root / "stage1", world / "stage1.jsonl") + bases + extra, threads)
     if merged:
         return train(root / "stage23", ["miniworld.variants", "stage23", "--config", "train/configs/stage3.yaml"],
                      _common_flags(schedule, schedule.stage2 + schedule.stage3, root / "stage23", world / "task.jsonl")
-                     + ["--model_name_or_path", str(s1), "--lambda_llm", "1.0"] + extra)
+                     + ["--model_name_or_path", str(s1), "--lambda_llm", "1.0"] + extra, threads)
     s2 = train(root / "stage2", ["train", "stage2", "--config", "train/configs/stage2.yaml"],
-               _common_flags(schedule, schedule.stage2, root / "stage2", world / "task.jsonl") + ["--model_name_or_path", str(s1)])
+               _common_flags(schedule, schedule.stage2, root / "stage2", world / "task.jsonl") + ["--model_name_or_path", str(s1)],
+               threads)
     return train(root / "stage3", ["train", "stage3", "--config", "train/configs/stage3.yaml"],
                  _common_flags(schedule, schedule.stage3, root / "stage3", world / "task.jsonl")
-                 + ["--model_name_or_path", str(s2)] + extra)
+                 + ["--model_name_or_path", str(s2)] + extra, threads)
 
 
-def train_encoder_only(plan, schedule: StageSchedule, root: Path) -> Path:
+def train_encoder_only(plan, schedule: StageSchedule, root: Path, threads: int | None = None) -> Path:
     """The MindMerger-design baseline: encoder side only, translation pairs then task data, CE_llm."""
     world = plan.world_dir
     e1 = train(root / "stage1", ["train", "encoder-only", "--config", "train/configs/stage1.yaml", "--encoder_stage", "1"],
                _common_flags(schedule, schedule.enc_only1, root / "stage1", world / "stage1.jsonl")
-               + ["--nmt_name_or_path", str(plan.nmt_dir), "--llm_name_or_path", str(plan.llm_dir)])
+               + ["--nmt_name_or_path", str(plan.nmt_dir), "--llm_name_or_path", str(plan.llm_dir)], threads)
     return train(root / "stage2", ["train", "encoder-only", "--config", "train/configs/stage2.yaml", "--encoder_stage", "2"],
-                 _common_flags(schedule, schedule.enc_only2, root / "stage2", world / "task.jsonl") + ["--model_name_or_path", str(e1)])
+                 _common_flags(schedule, schedule.enc_only2, root / "stage2", world / "task.jsonl") + ["--model_name_or_path", str(e1)],
+                 threads)
 
 
 def all_langs(plan) -> list[str]:
@@ -174,15 +181,36 @@ def run_main(plan, timer, results: Path) -> dict:
     """Three stages, the encoder-only baseline, every system on the world's test sets, results/."""
     from .report import write_main_report  # noqa: PLC0415
 
+    import torch  # noqa: PLC0415
+
     schedule = schedule_for(plan)
-    bridge = timer.run("xbridge_stages", train_xbridge, plan, schedule, plan.out / "xbridge")
-    enc_only = timer.run("encoder_only_stages", train_encoder_only, plan, schedule, plan.out / "encoder-only")
-    systems = {"direct": dict(llm=str(plan.llm_dir)),
-               "translate-test": dict(nmt=str(plan.nmt_dir), llm=str(plan.llm_dir)),
-               "xbridge-encoder-only": dict(model=str(enc_only)),
-               "xbridge": dict(model=str(bridge))}
-    translation = {"nmt": dict(nmt=str(plan.nmt_dir)), "xbridge": dict(model=str(bridge))}
-    runs = timer.run("evaluate", evaluate_systems, plan, systems, plan.out / "eval", translation)
+    cores = os.cpu_count() or 2
+    half = max(1, cores // 2)
+    out = plan.out / "eval"
+
+    def timed(name, fn, *args, **kwargs):
+        t0 = time.time()
+        result = fn(*args, **kwargs)
+        timer.times[name] = round(time.time() - t0, 1)
+        return result
+
+    # Two lanes on half of the cores each: the XBridge stages (subprocesses) in a thread, and here the
+    # encoder-only baseline plus every evaluation that needs no bridge.
+    t0 = time.time()
+    with ThreadPoolExecutor(max_workers=1) as lane:
+        bridge_future = lane.submit(timed, "xbridge_stages", train_xbridge, plan, schedule, plan.out / "xbridge", threads=half)
+        torch.set_num_threads(half)
+        enc_only = timed("encoder_only_stages", train_encoder_only, plan, schedule, plan.out / "encoder-only", threads=half)
+        baselines = {"direct": dict(llm=str(plan.llm_dir)),
+                     "translate-test": dict(nmt=str(plan.nmt_dir), llm=str(plan.llm_dir)),
+                     "xbridge-encoder-only": dict(model=str(enc_only))}
+        runs = timed("evaluate_baselines", evaluate_systems, plan, baselines, out, {"nmt": dict(nmt=str(plan.nmt_dir))})
+        bridge = bridge_future.result()
+    torch.set_num_threads(cores)
+    runs += timed("evaluate_xbridge", evaluate_systems, plan, {"xbridge": dict(model=str(bridge))}, out,
+                  {"xbridge": dict(model=str(bridge))})
+    timer.times["phase_b_wall"] = round(time.time() - t0, 1)
+    timer.path.write_text(json.dumps(timer.times, indent=1))
     losses = {f"xbridge/{s}": json.loads((plan.out / "xbridge" / s / "COMPLETED").read_text())["losses"]
               for s in ("stage1", "stage2", "stage3")}
     return write_main_report(plan, runs, losses, timer.times, results)
