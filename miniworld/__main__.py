@@ -8,11 +8,12 @@ system -> write results (markdown, JSON, PNG). Finished steps are reused on a re
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
 
-from .pipeline import Plan, Timer, step_base_eval, step_bases, step_generate
+from .pipeline import Plan, Timer, cpu_seconds, step_base_eval, step_bases, step_generate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         run_ablation(plan, timer, results)
     else:
         run_main(plan, timer, results)
-    print(f"done in {time.time() - t0:.0f}s; see {results}")
+    timer.times[f"{args.command}_cpu_seconds"] = round(cpu_seconds(), 1)
+    timer.times[f"{args.command}_wall_seconds"] = round(time.time() - t0, 1)
+    timer.path.write_text(json.dumps(timer.times, indent=1))
+    print(f"done in {time.time() - t0:.0f}s wall, {cpu_seconds():.0f}s CPU; see {results}")
     return 0
 
 

@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import os
 import platform
+import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -49,11 +50,27 @@ class Plan:
         return self.out / "bases" / "llm"
 
 
+def _cpu_pressure() -> str | None:
+    """Linux PSI line `some avg10=.. avg60=.. avg300=..`: the share of time runnable tasks waited for a CPU."""
+    try:
+        return Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except OSError:
+        return None
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (subprocess stages, spawned base trainers): what the
+    job would take on dedicated cores, whatever else the machine was running."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def machine() -> dict:
-    """What the timings were measured on."""
+    """What the timings were measured on, and how busy it was (shared machines make wall times pessimistic)."""
     return dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
                 cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
-                load_average_1min=os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
+                load_average_1_5_15min=os.getloadavg() if hasattr(os, "getloadavg") else None,
+                cpu_pressure=_cpu_pressure())
 
 
 class Timer:

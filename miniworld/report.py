@@ -117,7 +117,7 @@ def write_main_report(plan, runs: list[dict], losses: dict, times: dict, results
     return out
 
 
-def write_ablation_report(plan, rows: dict[str, dict], ablations: dict, results: Path) -> dict:
+def write_ablation_report(plan, rows: dict[str, dict], ablations: dict, results: Path, schedule) -> dict:
     results.mkdir(parents=True, exist_ok=True)
     columns = _lang_columns(plan)
     en_rows, x_rows = {}, {}
@@ -125,7 +125,10 @@ def write_ablation_report(plan, rows: dict[str, dict], ablations: dict, results:
         table = summarise([scores], {})[scores["system"]]
         en_rows[name] = table.get("mgsm:answer-en:accuracy", {})
         x_rows[name] = table.get("mgsm:answer-x:accuracy", {})
-    lines = ["# Mini-world ablation", "", "English answer accuracy (LLM output):", "", *markdown_table(en_rows, columns, "variant"),
+    lines = ["# Mini-world ablation", "",
+             f"Every row: the main job's bases, stage steps {schedule.stage1}/{schedule.stage2}/{schedule.stage3} "
+             f"(encoder-only {schedule.enc_only1}/{schedule.enc_only2}), batch {schedule.batch}, lr {schedule.lr}.", "",
+             "English answer accuracy (LLM output):", "", *markdown_table(en_rows, columns, "variant"),
              "", "Answer accuracy in the question's language (decoder output; encoder-only has none):", "",
              *markdown_table({k: v for k, v in x_rows.items() if v}, columns, "variant"), "", "Variants:", ""]
     lines += [f"- **{name}**: {desc}" for name, (desc, _) in ablations.items()]
