@@ -123,11 +123,16 @@ def test_stage2_trains_only_the_encoder_side_on_llm_ce(stage1, stage2):
 
 
 def test_stage3_trains_only_the_decoder_side_on_decoder_ce_and_ot(stage2, data, tmp_path):
+    # Also the real-run precision setup: frozen bases in bf16, what trains in fp32.
     trainer, logs, changed = run_stage("stage3", "stage3.yaml", ["--model_name_or_path", str(stage2[0]),
                                           "--train_file", data["task"], "--ot_backend", "sinkhorn",
-                                          *common(tmp_path)])
+                                          *common(tmp_path), "--base_dtype", "bfloat16"])
     check_losses(logs, ("ce_dec", "ot"))
     assert prefixes(changed) == {"dec_map", "cross_attention"}
+    params = dict(trainer.model.named_parameters())
+    assert all(params[n].dtype == torch.float32 for n in trainer.model.trainable_parameter_names())
+    assert params["llm.model.embed_tokens.weight"].dtype == torch.bfloat16
+    assert params["nmt.model.decoder.layers.0.fc1.weight"].dtype == torch.bfloat16
     # CE_llm is logged but weighs nothing: loss = 1.0 * ce_dec + 6.0 * ot (up to the logging average).
     h = logs[-1]
     assert h["loss"] == pytest.approx(h["ce_dec"] + 6.0 * h["ot"], rel=1e-3)

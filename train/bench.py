@@ -2,13 +2,12 @@
 the share of a stage-1 step spent in each OT backend. One optimizer step = forward + backward + AdamW on the
 stage's parameters, on a fixed synthetic batch (the numbers in train/README.md were taken with it).
 
-Peak memory: `torch.cuda.max_memory_allocated` on GPU; on CPU the growth of the process's peak RSS during the
-stage, a coarse upper bound (allocator caching included).
+Peak memory: `torch.cuda.max_memory_allocated` on GPU; on CPU the peak of live tensor memory allocated during
+one step (allocations minus frees in the order the profiler saw them), on top of the weights and optimizer state.
 """
 
 import argparse
 import json
-import resource
 import time
 
 import torch
@@ -26,8 +25,18 @@ def _records(n: int, words: int) -> tuple[list[dict], list[dict]]:
     return tri, task
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _cpu_step_peak_mb(step) -> float:
+    """Peak of the running sum of tensor allocations/frees during `step()` (CPU; the profiler's memory events)."""
+    from torch.profiler import ProfilerActivity, profile  # noqa: PLC0415
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    live = peak = 0
+    # Each op's own allocations (children excluded) at its start; frees are separate "[memory]" events.
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        live += event.cpu_memory_usage if event.name == "[memory]" else event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak / 2**20
 
 
 def measure(model, batch, steps: int, device) -> dict:
@@ -35,7 +44,12 @@ def measure(model, batch, steps: int, device) -> dict:
     opt = torch.optim.AdamW(params, lr=1e-4)
     batch = {k: v.to(device) for k, v in batch.items()}
     model.train()
-    rss0 = _peak_rss_mb()
+
+    def step():
+        model(**batch).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
@@ -43,15 +57,13 @@ def measure(model, batch, steps: int, device) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        model(**batch).loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i >= 2:
             times.append(time.perf_counter() - t)
     times.sort()
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else _peak_rss_mb() - rss0
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else _cpu_step_peak_mb(step)
     return {"step_ms_median": 1000 * times[len(times) // 2], "peak_mb": peak}
 
 
