@@ -55,33 +55,61 @@ def _jsonl_files(path: str) -> list[str]:
     return files
 
 
-def read_jsonl(path: str) -> datasets.Dataset:
-    """JSONL file(s) -> Dataset; a malformed line is reported as `file:line`. Blank lines are errors too, so that
-    record numbers always equal line numbers."""
-    rows = []
-    for file in _jsonl_files(path):
+def _scan_jsonl(files: list[str]) -> None:
+    """Find the first bad line of JSONL `files` and raise a DataError naming it (used when Arrow cannot load)."""
+    for file in files:
         with open(file, encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise DataError(f"{file}: record {lineno}: not valid JSON ({e.msg})") from None
                 if not isinstance(row, dict):
                     raise DataError(f"{file}: record {lineno}: expected a JSON object, got {type(row).__name__}")
-                # Type-check here: Arrow would otherwise fail on a mixed column without saying where.
                 for field in _STRING_FIELDS:
                     if row.get(field) is not None and not isinstance(row[field], str):
                         got = f"{type(row[field]).__name__} {row[field]!r}"[:80]
                         raise DataError(f"{file}: record {lineno}: field {field!r} must be a non-empty string, "
                                         f"got {got}")
-                row["_source"] = f"{file}: record {lineno}"
-                rows.append(row)
-    if not rows:
+
+
+def _record_lines(files: list[str]) -> list[str]:
+    """`file: record N` for every non-blank line, N = the line number, in file order."""
+    where = []
+    for file in files:
+        with open(file, encoding="utf-8") as f:
+            where += [f"{file}: record {n}" for n, line in enumerate(f, 1) if line.strip()]
+    return where
+
+
+def read_jsonl(path: str) -> datasets.Dataset:
+    """JSONL file(s) -> Dataset through the `datasets` JSON loader (Arrow, memory-mapped, cached: fine for
+    millions of records). Each record keeps its `file: record N` (N = line number) in `_source` for error
+    messages; when Arrow cannot load the files (bad JSON, a field with mixed types), the line-by-line scan names
+    the offending line."""
+    files = _jsonl_files(path)
+    where = _record_lines(files)
+    if not where:
         raise DataError(f"{path}: the data set is empty")
     try:
-        return datasets.Dataset.from_list(rows)
-    except (TypeError, ValueError) as e:  # pyarrow errors subclass these
-        raise DataError(f"{path}: a field has values of different types in different records ({e})") from None
+        ds = datasets.load_dataset("json", data_files=files, split="train")
+    except Exception as e:  # noqa: BLE001  (Arrow raises many types; the scan below says what is wrong)
+        _scan_jsonl(files)
+        raise DataError(f"{path}: cannot be read as JSONL ({type(e).__name__}: {e})") from e
+    _scan_types(ds, files)
+    return ds.add_column("_source", where) if len(ds) == len(where) else ds
+
+
+def _scan_types(ds: datasets.Dataset, files: list[str]) -> None:
+    """Arrow loads a field with numbers or mixed types as a non-string column: the line scan names the record."""
+    for field in _STRING_FIELDS:
+        feature = ds.features.get(field)
+        if feature is not None and not (isinstance(feature, datasets.Value)
+                                        and feature.dtype in ("string", "large_string", "null")):
+            _scan_jsonl(files)
+            raise DataError(f"{files[0]}: field {field!r} must hold strings, the column is {feature}")
 
 
 def load_records(train_file: str | None = None, dataset_name: str | None = None, dataset_config: str | None = None,
