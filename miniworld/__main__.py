@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     from pathlib import Path  # noqa: PLC0415
 
     results = Path(results)
-    timer = Timer(plan.out)
+    # the ablation may run beside the main job on the same folder: its own timings file
+    timer = Timer(plan.out, "timings-ablation.json" if args.command == "ablation" else "timings.json")
     t0 = time.time()
     timer.run("generate", step_generate, plan)
     step_bases(plan, timer)

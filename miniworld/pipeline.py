@@ -76,8 +76,8 @@ def machine() -> dict:
 class Timer:
     """Collects wall-clock seconds per step into `<out>/timings.json` (reused steps keep their first time)."""
 
-    def __init__(self, out: Path):
-        self.path = out / "timings.json"
+    def __init__(self, out: Path, name: str = "timings.json"):
+        self.path = out / name
         self.times = json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def run(self, name: str, fn, *args, **kwargs):

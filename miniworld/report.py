@@ -131,7 +131,7 @@ def write_ablation_report(plan, rows: dict[str, dict], ablations: dict, results:
              "English answer accuracy (LLM output):", "", *markdown_table(en_rows, columns, "variant"),
              "", "Answer accuracy in the question's language (decoder output; encoder-only has none):", "",
              *markdown_table({k: v for k, v in x_rows.items() if v}, columns, "variant"), "", "Variants:", ""]
-    lines += [f"- **{name}**: {desc}" for name, (desc, _) in ablations.items()]
+    lines += [f"- **{name}**: {desc}" for name, (desc, _) in ablations.items() if name in rows]
     lines += ["- **no decoder (encoder-only)**: the MindMerger design, `python -m train encoder-only` stages 1-2", "",
               "## Machine", "", "```", json.dumps(machine(), indent=1), "```"]
     (results / "ablation.md").write_text("\n".join(lines) + "\n")

@@ -262,8 +262,17 @@ def run_ablation(plan, timer, results: Path) -> dict:
         return name, scores
 
     jobs = [(name, kwargs) for name, (_, kwargs) in ABLATIONS.items()] + [("no decoder (encoder-only)", None)]
+    done: dict[str, dict] = {}
+    lock = threading.Lock()
+
+    def variant_and_report(job):
+        name, scores = variant(*job)
+        with lock:  # the table grows as variants finish, so a cut-short run still leaves its rows
+            done[name] = scores
+            rows = {n: done[n] for n, _ in jobs if n in done}  # table order = declaration order
+            timer.path.write_text(json.dumps(timer.times, indent=1))
+            return write_ablation_report(plan, rows, ABLATIONS, results, schedule)
+
     with ThreadPoolExecutor(max_workers=lanes) as pool:
-        rows = dict(pool.map(lambda job: variant(*job), jobs))
-    timer.path.write_text(json.dumps(timer.times, indent=1))
-    rows = {name: rows[name] for name, _ in jobs}  # table order = declaration order
-    return write_ablation_report(plan, rows, ABLATIONS, results, schedule)
+        reports = list(pool.map(variant_and_report, jobs))
+    return reports[-1]
