@@ -143,15 +143,17 @@ def test_stage3_trains_only_the_decoder_side_on_decoder_ce_and_ot(stage2, data, 
 
 
 def test_encoder_only_baseline_two_stages(tiny_bases, data, tmp_path):
+    """Also the bridge options reach the model config from the CLI (here: all encoder layers fused)."""
     out1 = tmp_path / "enc1"
-    _, logs, changed = run_stage("encoder-only", "encoder_only_stage1.yaml", [
+    trainer, logs, changed = run_stage("encoder-only", "encoder_only_stage1.yaml", [
         "--nmt_name_or_path", tiny_bases["nmt"], "--llm_name_or_path", tiny_bases["llm"],
-        "--train_file", data["tri"], *common(out1, steps=12)])
+        "--train_file", data["tri"], "--encoder_fusion", "global_softmax", *common(out1, steps=12)])
     check_losses(logs, ("ce_llm",), steps=12)
-    assert prefixes(changed) == {"enc_map", "boundary"} and "ce_dec" not in logs[0]
+    assert trainer.model.config.encoder_fusion == "global_softmax"
+    assert prefixes(changed) == {"enc_map", "boundary", "encoder_fusion"} and "ce_dec" not in logs[0]
     _, logs, changed = run_stage("encoder-only", "encoder_only_stage2.yaml", [
         "--model_name_or_path", str(out1), "--train_file", data["task"], *common(tmp_path / "enc2", steps=4)])
-    assert prefixes(changed) == {"enc_map", "boundary"}
+    assert prefixes(changed) == {"enc_map", "boundary", "encoder_fusion"}
 
 
 def test_sft_baseline_trains_lora_only(tiny_bases, data, tmp_path):

@@ -45,6 +45,13 @@ class XBridgeArguments:
     lambda_llm: float | None = field(default=None, metadata={"help": "weight of the LLM CE (default: the stage's)"})
     lambda_dec: float | None = field(default=None, metadata={"help": "weight of the decoder CE (default: 1.0)"})
     lambda_ot: float | None = field(default=None, metadata={"help": "weight of the OT term (default: 6.0)"})
+    encoder_fusion: str | None = field(default=None, metadata={
+        "help": "stage 1 only (saved in the bridge config): last (paper), global_softmax or token_softmax"})
+    lambda_align: float | None = field(default=None, metadata={
+        "help": "optional AlignX-style InfoNCE term (stage 1; 0 in later stages unless given)"})
+    lambda_lang: float | None = field(default=None, metadata={
+        "help": "optional 'same language?' term (stage 1; must be > 0 when the bridge is built to have its head)"})
+    align_layer: int | None = field(default=None, metadata={"help": "LLM layer of the alignment terms"})
     base_dtype: str = field(default="bfloat16", metadata={
         "help": "dtype of the frozen bases (bfloat16, float32, auto); trainable weights are always fp32"})
     total_batch_size: int | None = field(default=None, metadata={
@@ -148,8 +155,10 @@ def build_model_and_processor(stage_key: str, xargs):
             if not (xargs.nmt_name_or_path and xargs.llm_name_or_path):
                 raise ValueError(f"{stage_key} starts from the two bases: give --nmt_name_or_path and "
                                  "--llm_name_or_path")
+            options = {k: getattr(xargs, k) for k in ("encoder_fusion", "lambda_align", "lambda_lang", "align_layer")
+                       if getattr(xargs, k) is not None}
             model = XBridgeForConditionalGeneration.from_bases(xargs.nmt_name_or_path, xargs.llm_name_or_path,
-                                                               dtype=dtype)
+                                                               dtype=dtype, **options)
             processor = XBridgeProcessor.from_bases(xargs.nmt_name_or_path, xargs.llm_name_or_path)
     else:
         if not xargs.model_name_or_path:
@@ -158,6 +167,14 @@ def build_model_and_processor(stage_key: str, xargs):
         model = XBridgeForConditionalGeneration.from_pretrained(xargs.model_name_or_path, dtype=dtype)
         processor = XBridgeProcessor.from_pretrained(xargs.model_name_or_path)
     model.config.lambda_llm, model.config.lambda_dec, model.config.lambda_ot = lambdas
+    if not _from_bases(stage_key):
+        if xargs.encoder_fusion and xargs.encoder_fusion != getattr(model.config, "encoder_fusion", "last"):
+            raise ValueError(f"--encoder_fusion {xargs.encoder_fusion!r}: the bridge was built with "
+                             f"{model.config.encoder_fusion!r} in stage 1 and cannot change afterwards")
+        # The optional alignment terms belong to stage 1: off in later stages unless asked for.
+        for name in ("lambda_align", "lambda_lang"):
+            if hasattr(model.config, name):
+                setattr(model.config, name, getattr(xargs, name) or 0.0)
     prepare_bridge_dtypes(model)
     trainable = model.set_stage(preset["model_stage"])
     model.config.stage = preset["model_stage"] if stage_key.startswith("stage") else int(stage_key[-1])
