@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
