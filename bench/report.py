@@ -159,3 +159,13 @@ def write_all(results: dict, out: Path, notes: str = "") -> list[str]:
     (out / "bench.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
     write_markdown(results, out, notes)
     return ["bench.json", "bench.md", *results["plots"]]
+
+
+if __name__ == "__main__":  # python -m bench.report results/bench [notes.md]: re-render bench.md from bench.json
+    import sys
+
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "results/bench")
+    notes_path = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).resolve().parent / "NOTES.md"
+    data = json.loads((folder / "bench.json").read_text(encoding="utf-8"))
+    write_markdown(data, folder, notes_path.read_text(encoding="utf-8") if notes_path.exists() else "")
+    print(f"wrote {folder / 'bench.md'}")
