@@ -99,8 +99,10 @@ def write_markdown(results: dict, out: Path, notes: str = "") -> None:
                          f"{t['stage1'] / 1e6:.1f}M / {t['stage2'] / 1e6:.1f}M / {t['stage3'] / 1e6:.1f}M | "
                          f"{_mib(s['bridge_fp32_bytes'])} | {_mib(s['full_bf16_bytes'])} | {s['bridge_share']:.1%} |")
         if results.get("saved_bridge_bytes"):
+            per_param = results["saved_bridge_bytes"] / results["sizes"]["600M+0.5B"]["bridge_params"]
             lines += ["", f"A real bridge-only `save_pretrained` at 600M+0.5B wrote {_mib(results['saved_bridge_bytes'])} "
-                      "of model.safetensors (the computed fp32 size plus the safetensors header)."]
+                      f"of model.safetensors ({per_param:.2f} bytes per bridge parameter: saved in the model's "
+                      f"generation dtype, {results['dtypes']['generation']}, plus the safetensors header)."]
     lines += ["", f"Load average at the end: {results['load_average_end']} (at the start: {m['load_average_start']}).",
               f"Wall time of the whole benchmark: {results['wall_s']:.0f} s.", ""]
     if notes:
