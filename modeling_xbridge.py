@@ -164,6 +164,9 @@ class XBridgePreTrainedModel(PreTrainedModel):
 
 
 class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
+    # The loss is a mean per micro-batch that ignores `num_items_in_batch`: tell Trainers to scale it for
+    # gradient accumulation themselves (otherwise `**kwargs` in forward() makes them assume it is pre-scaled).
+    accepts_loss_kwargs = False
     # The one declared place for what trains at each stage (paper, Table "three stages"): name prefixes of
     # parameters. `cross_attention` expands to every NLLB decoder layer's encoder_attn and its layer norm.
     # The optional encoder fusion trains with the encoder-side mapping; the optional "same language?" head
@@ -375,6 +378,8 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         )
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate derives them: left padding is skipped
         n_answer = 0 if answer_ids is None else answer_ids.shape[1]
+        # Full-vocabulary logits over the answer only when the LLM term counts (not in stage 3).
+        want_llm_loss = n_answer > 0 and self.config.lambda_llm != 0
         align = answer_ids is not None and (self.config.lambda_align > 0 or self.config.lambda_lang > 0)
         # Gradients flow through the frozen LLM only when the encoder side trains (stages 1-2).
         with (
@@ -387,7 +392,7 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
                 attention_mask=mask,
                 position_ids=position_ids,
                 use_cache=False,
-                logits_to_keep=n_answer + 1,
+                logits_to_keep=n_answer + 1 if want_llm_loss else 1,
             )
         if labels is not None and answer_ids is None:
             raise ValueError("labels (decoder targets) need answer_ids: the decoder reads the LLM states of the answer")
@@ -400,8 +405,9 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
             out.llm_logits = llm_out.logits
             return out
         answer_targets = targets[:, -n_answer:]  # (B, La): answers are right-aligned after the packing
-        out.llm_logits = llm_out.logits[:, :-1]  # (B, La, V): position p predicts token p + 1
-        out.loss_llm = F.cross_entropy(out.llm_logits.flatten(0, 1).float(), answer_targets.flatten(), ignore_index=-100)
+        if want_llm_loss:
+            out.llm_logits = llm_out.logits[:, :-1]  # (B, La, V): position p predicts token p + 1
+            out.loss_llm = F.cross_entropy(out.llm_logits.flatten(0, 1).float(), answer_targets.flatten(), ignore_index=-100)
         states = captured[0][:, -n_answer - 1 : -1]  # (B, La, d_llm): the positions that predict the answer
         out.decoder_memory = self.map_to_memory(states)  # (B, La, d_nmt)
         out.decoder_memory_mask = (answer_targets != -100).long()
@@ -661,6 +667,10 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         if unknown or missing:
             raise ValueError(f"bridge checkpoint {pretrained_model_name_or_path!r} does not fit this model: "
                              f"unexpected {unknown[:5]}, missing {missing[:5]}")
+        if model.nmt.dtype != torch.float32:  # trained cross-attention stays fp32 over bf16 bases, not rounded
+            for layer in model.nmt.model.decoder.layers:
+                run_in_fp32(layer.encoder_attn, model.nmt.dtype)
+                run_in_fp32(layer.encoder_attn_layer_norm, model.nmt.dtype)
         own = dict(model.named_parameters())
         with torch.no_grad():
             for name, tensor in state.items():

@@ -348,3 +348,23 @@ def test_gradient_checkpointing_gives_same_gradients(tiny_bridge):
     assert calls, "the LLM layers were not checkpointed"
     assert not model.llm.training and not model.nmt.model.decoder.layers[0].training  # no dropout anywhere
     torch.testing.assert_close(model.enc_map.up.weight.grad, reference, rtol=1e-4, atol=1e-6)
+
+
+def test_stage3_weights_skip_the_llm_vocabulary(tiny_bridge):
+    model, processor = tiny_bridge
+    model.config.lambda_llm = 0.0
+    out = model(**batch_for(processor))
+    assert out.loss_llm is None and out.llm_logits is None  # no (B, La, V) logits for a term that weighs nothing
+    torch.testing.assert_close(out.loss, model.config.lambda_dec * out.loss_dec)
+    assert out.decoder_memory is not None
+
+
+def test_bf16_load_keeps_trained_cross_attention_in_fp32(tiny_bridge, tmp_path):
+    model, _ = tiny_bridge
+    with torch.no_grad():
+        model.nmt.model.decoder.layers[0].encoder_attn.q_proj.weight.add_(1e-3 * torch.randn_like(model.nmt.model.decoder.layers[0].encoder_attn.q_proj.weight))
+    model.save_pretrained(tmp_path / "b")
+    reloaded = XBridgeForConditionalGeneration.from_pretrained(tmp_path / "b", dtype=torch.bfloat16)
+    q = reloaded.nmt.model.decoder.layers[0].encoder_attn.q_proj.weight
+    assert q.dtype == torch.float32 and reloaded.nmt.model.decoder.layers[0].fc1.weight.dtype == torch.bfloat16
+    assert torch.equal(q, model.nmt.model.decoder.layers[0].encoder_attn.q_proj.weight)

@@ -133,8 +133,9 @@ def test_stage3_trains_only_the_decoder_side_on_decoder_ce_and_ot(stage2, data, 
     assert all(params[n].dtype == torch.float32 for n in trainer.model.trainable_parameter_names())
     assert params["llm.model.embed_tokens.weight"].dtype == torch.bfloat16
     assert params["nmt.model.decoder.layers.0.fc1.weight"].dtype == torch.bfloat16
-    # CE_llm is logged but weighs nothing: loss = 1.0 * ce_dec + 6.0 * ot (up to the logging average).
+    # CE_llm weighs nothing in stage 3, so the model skips it: loss = 1.0 * ce_dec + 6.0 * ot (up to the logging average).
     h = logs[-1]
+    assert "ce_llm" not in h
     assert h["loss"] == pytest.approx(h["ce_dec"] + 6.0 * h["ot"], rel=1e-3)
     s2 = stage2[1].model.state_dict()
     for name, value in trainer.model.state_dict().items():

@@ -15,7 +15,8 @@ from transformers import Trainer
 # What each trainer feeds the model and which weights it trains. `set_stage` is the model's one declared place
 # for trainable parameters; the encoder-only baseline (MindMerger design) trains stage 2's set in both of its
 # stages, on translation pairs first and task data second, with the LLM loss only.
-# lambdas: (llm, dec, ot) — a term with weight 0 is still computed and logged, but adds nothing to the loss.
+# lambdas: (llm, dec, ot). The LLM term with weight 0 is skipped by the model (no full-vocabulary logits);
+# decoder and OT terms with weight 0 are still computed and logged, but add nothing to the loss.
 STAGES = {
     "stage1": dict(model_stage=1, record_kind="stage1", prompt=False, answers="en_text", targets="tgt_text",
                    source="src_text", lambdas=(1.0, 1.0, 6.0)),
