@@ -80,14 +80,18 @@ class Timer:
         self.path = out / name
         self.times = json.loads(self.path.read_text()) if self.path.exists() else {}
 
-    def run(self, name: str, fn, *args, **kwargs):
-        t0 = time.time()
-        result = fn(*args, **kwargs)
-        seconds = time.time() - t0
-        if seconds > 1 or name not in self.times:  # a skipped (reused) step keeps its measured time
+    REUSED_BELOW_S = 5.0  # a step this quick was reused from disk: keep the time measured when it ran
+
+    def record(self, name: str, seconds: float) -> None:
+        if seconds > self.REUSED_BELOW_S or name not in self.times:
             self.times[name] = round(seconds, 1)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(self.times, indent=1))
+
+    def run(self, name: str, fn, *args, **kwargs):
+        t0 = time.time()
+        result = fn(*args, **kwargs)
+        self.record(name, time.time() - t0)
         return result
 
 
@@ -117,9 +121,8 @@ def step_bases(plan: Plan, timer: Timer) -> tuple[Path, Path]:
     with ProcessPoolExecutor(max_workers=len(todo), mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {kind: pool.submit(_train_base, kind, plan.world_dir, d, plan.bases, threads) for kind, d in todo}
         for kind, future in futures.items():
-            timer.times[f"pretrain_{kind}"] = round(future.result(), 1)
-    timer.times["pretrain_bases_wall"] = round(time.time() - t0, 1)
-    timer.path.write_text(json.dumps(timer.times, indent=1))
+            timer.record(f"pretrain_{kind}", future.result())
+    timer.record("pretrain_bases_wall", time.time() - t0)
     return plan.nmt_dir, plan.llm_dir
 
 

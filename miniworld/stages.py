@@ -192,7 +192,7 @@ def run_main(plan, timer, results: Path) -> dict:
     def timed(name, fn, *args, **kwargs):
         t0 = time.time()
         result = fn(*args, **kwargs)
-        timer.times[name] = round(time.time() - t0, 1)
+        timer.record(name, time.time() - t0)
         return result
 
     # Two lanes on half of the cores each: the XBridge stages (subprocesses) in a thread, and here the
@@ -210,8 +210,7 @@ def run_main(plan, timer, results: Path) -> dict:
     torch.set_num_threads(cores)
     runs += timed("evaluate_xbridge", evaluate_systems, plan, {"xbridge": dict(model=str(bridge))}, out,
                   {"xbridge": dict(model=str(bridge))})
-    timer.times["phase_b_wall"] = round(time.time() - t0, 1)
-    timer.path.write_text(json.dumps(timer.times, indent=1))
+    timer.record("phase_b_wall", time.time() - t0)
     losses = {f"xbridge/{s}": json.loads((plan.out / "xbridge" / s / "COMPLETED").read_text())["losses"]
               for s in ("stage1", "stage2", "stage3")}
     return write_main_report(plan, runs, losses, timer.times, results)
@@ -259,7 +258,7 @@ def run_ablation(plan, timer, results: Path) -> dict:
             model = train_xbridge(plan, schedule, folder, threads=1, **kwargs)
             system = "xbridge"
         scores = evaluate_systems(plan, {system: dict(model=str(model))}, folder / "eval")[0]
-        timer.times[f"ablation:{name}"] = round(time.time() - t0, 1)
+        timer.record(f"ablation:{name}", time.time() - t0)
         return name, scores
 
     jobs = [(name, kwargs) for name, (_, kwargs) in ABLATIONS.items()] + [("no decoder (encoder-only)", None)]
@@ -271,7 +270,6 @@ def run_ablation(plan, timer, results: Path) -> dict:
         with lock:  # the table grows as variants finish, so a cut-short run still leaves its rows
             done[name] = scores
             rows = {n: done[n] for n, _ in jobs if n in done}  # table order = declaration order
-            timer.path.write_text(json.dumps(timer.times, indent=1))
             return write_ablation_report(plan, rows, ABLATIONS, results, schedule)
 
     with ThreadPoolExecutor(max_workers=lanes) as pool:
