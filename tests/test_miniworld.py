@@ -112,5 +112,7 @@ def test_fast_main_job_learns(tmp_path):
         for term, values in terms.items():
             if term == "ce_llm" and stage.endswith("stage3"):
                 continue  # stage 3 trains the decoder side only; the LLM's loss is logged, not optimised
-            assert len(values) >= 2 and values[-1] < values[0], f"{stage} {term} did not decrease: {values}"
+            # logged values are means over ~10% of the steps each; compare the first with the last three
+            tail = values[-3:]
+            assert len(values) >= 4 and sum(tail) / len(tail) < values[0], f"{stage} {term} did not decrease: {values}"
     assert (tmp_path / "results" / "README.md").exists() and (tmp_path / "results" / "math_en.png").exists()
