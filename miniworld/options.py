@@ -83,7 +83,7 @@ def run_variant(name: str, out: Path, stage1_ready: dict[str, threading.Event], 
     saved = root / "timings.json"
     reused = saved.exists() and all(is_done(root / s) for s in ("stage1", "stage2") if s == "stage2" or shared is None)
     if shared is None:
-        log(f"{name}: stage 1 ({SCHEDULE.stage1} steps)")
+        log(f"{name}: stage 1 ({SCHEDULE.stage1} steps{', reused' if is_done(root / 'stage1') else ''})")
         s1 = train(root / "stage1", ["train", "stage1", "--config", "train/configs/stage1.yaml"],
                    _common_flags(SCHEDULE, SCHEDULE.stage1, root / "stage1", WORLD / "stage1.jsonl") + bases
                    + ["--ot_backend", "relaxed"] + s1_extra, threads=1)
@@ -94,19 +94,19 @@ def run_variant(name: str, out: Path, stage1_ready: dict[str, threading.Event], 
         s1 = out / folder_name(shared) / "stage1"
     t1 = time.time()
     train_file = WORLD / "task.jsonl" if data == "full" else english_only_file(out)
-    log(f"{name}: stage 2 ({SCHEDULE.stage2} steps, {data} data) from {s1}")
+    log(f"{name}: stage 2 ({SCHEDULE.stage2} steps, {data} data{', reused' if is_done(root / 'stage2') else ''}) from {s1}")
     s2 = train(root / "stage2", ["train", "stage2", "--config", "train/configs/stage2.yaml"],
                _common_flags(SCHEDULE, SCHEDULE.stage2, root / "stage2", train_file) + ["--model_name_or_path", str(s1)],
                threads=1)
     t2 = time.time()
     log(f"{name}: evaluating {s2}")
     langs = [ENGLISH, *register_languages(WORLD)]
-    scores = run_benchmark("mgsm", "xbridge-encoder-only", WORLD, root / "eval", langs, model=str(s2))
+    scores = run_benchmark("mgsm", "xbridge-encoder-only", WORLD, root / "eval", langs, model=str(eval_copy(s2)))
     t3 = time.time()
     acc = {row["lang"]: row["value"] for row in scores["scores"]
            if row["task"] == "answer-en" and row["metric"] == "accuracy"}
     if reused:  # a re-run that trained nothing: keep the first run's timings
-        timings[name] = json.loads(saved.read_text())
+        timings[name] = {"eval_s": round(t3 - t2, 1), **json.loads(saved.read_text())}
     else:
         timings[name] = dict(stage1_s=round(t1 - t0, 1) if shared is None else 0.0, stage2_s=round(t2 - t1, 1),
                              eval_s=round(t3 - t2, 1))
@@ -115,6 +115,35 @@ def run_variant(name: str, out: Path, stage1_ready: dict[str, threading.Event], 
     return dict(model=str(s2), stage1=str(s1), accuracy=acc,
                 losses={s: json.loads((p / "COMPLETED").read_text()).get("losses", {})
                         for s, p in (("stage1", s1), ("stage2", s2))})
+
+
+def eval_copy(s2: Path) -> Path:
+    """The stage-2 checkpoint as eval/ can load it.
+
+    Work-around (core bug, reported): stage 2 resets `lambda_lang` to 0 in the saved config but still saves the
+    stage-1 `lang_head` weights, so `from_pretrained` (which builds `lang_head` only when `lambda_lang > 0`)
+    fails with KeyError('lang_head.bias'). `lang_head` is used only by the stage-1 training loss, never at
+    inference, so the evaluated copy drops those tensors; everything else is the checkpoint as saved."""
+    from safetensors.torch import load_file, save_file  # noqa: PLC0415
+
+    config = json.loads((s2 / "config.json").read_text())
+    weights = s2 / "model.safetensors"
+    if config.get("lambda_lang", 0) > 0 or not weights.exists():
+        return s2
+    tensors = load_file(str(weights))
+    extra = [k for k in tensors if k.startswith("lang_head.")]
+    if not extra:
+        return s2
+    copy = s2.parent / "stage2-eval"
+    if not (copy / "model.safetensors").exists():
+        copy.mkdir(exist_ok=True)
+        for item in s2.iterdir():
+            if item.name not in ("model.safetensors", "COMPLETED") and not (copy / item.name).exists():
+                (copy / item.name).symlink_to(item.resolve())
+        save_file({k: v for k, v in tensors.items() if k not in extra}, str(copy / "model.safetensors"),
+                  metadata={"format": "pt"})
+        log(f"{s2}: dropped {extra} (stage-1 only, unused at inference) into {copy} for evaluation")
+    return copy
 
 
 # ------------------------------------------------------------------------------------------- layer weights
@@ -258,6 +287,19 @@ def write_report(results: dict, weights: dict, timings: dict, out: Path, dest: P
             lines.append("| " + " | ".join(cells) + " |")
         data["reference_rows"] = refs
         (dest / "options.json").write_text(json.dumps(data, indent=1, ensure_ascii=False))
+    if rows:
+        ranked = sorted(rows, key=lambda n: rows[n]["non_english_avg"] or 0, reverse=True)
+        best, ref = ranked[0], rows.get("last")
+        n_x = len(langs) - 1
+        # standard error of a difference of two non-English averages over n_x * 100 problems each
+        p_ = (rows[best]["non_english_avg"] or 0) / 100
+        se = 100 * (2 * p_ * (1 - p_) / (n_x * 100)) ** 0.5
+        lines += ["", "Ranking by non-English average: " + " > ".join(f"{n} ({rows[n]['non_english_avg']:.1f})" for n in ranked)
+                  + "."]
+        if ref is not None and best != "last":
+            gap = rows[best]["non_english_avg"] - ref["non_english_avg"]
+            lines.append(f"{best} vs last: {gap:+.1f} points on the non-English average (standard error of that "
+                         f"difference about {se:.1f} points, so {gap / se:.1f} SE).")
     lines += ["", "Noise: 100 problems per language, so one cell's binomial standard error is about 3 points at 10-15% "
               "accuracy and 5 points at 40% (about 1.6 points for the 4-language seen average); differences smaller "
               "than that are not evidence."]
