@@ -643,7 +643,12 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         self.config.bridge_only = bridge_only
         if bridge_only:
             state = kwargs.pop("state_dict", None) or self.state_dict()
-            kwargs["state_dict"] = {k: v for k, v in state.items() if self.is_bridge_parameter(k)}
+            # The "same language?" head only serves the stage-1 loss: once that loss is off, it is not part of the bridge.
+            drop_lang_head = self.config.lambda_lang == 0
+            kwargs["state_dict"] = {
+                k: v for k, v in state.items()
+                if self.is_bridge_parameter(k) and not (drop_lang_head and k.startswith("lang_head."))
+            }
         try:
             super().save_pretrained(save_directory, **kwargs)
         finally:
@@ -671,6 +676,8 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         from safetensors.torch import load_file  # safetensors is a dependency of transformers
 
         state = load_file(weights)
+        if model.lang_head is None:  # a training-only head saved by an older checkpoint; unused here
+            state = {k: v for k, v in state.items() if not k.startswith("lang_head.")}
         unknown = [k for k in state if not model.is_bridge_parameter(k)]
         missing = [k for k, _ in model.named_parameters() if model.is_bridge_parameter(k) and k not in state]
         if unknown or missing:

@@ -110,3 +110,16 @@ def test_alignment_infonce_prefers_the_parallel_sentence(tiny_bases):
 
     assert infonce(x, x) < infonce(x, x.roll(1, dims=0))
     assert model.align_layer == len(model.llm.base_model.layers) // 2
+
+
+def test_alignment_head_does_not_outlive_its_loss(tiny_bases, tmp_path):
+    # stage 1 trains with the "same language?" head; later stages switch the loss off and must still load
+    model, processor = build(tiny_bases, lambda_align=0.3, lambda_lang=0.4)
+    model.save_pretrained(tmp_path / "stage1")
+    assert XBridgeForConditionalGeneration.from_pretrained(tmp_path / "stage1").lang_head is not None
+    model.config.lambda_lang = 0.0
+    model.save_pretrained(tmp_path / "stage2")
+    reloaded = XBridgeForConditionalGeneration.from_pretrained(tmp_path / "stage2")
+    assert reloaded.lang_head is None
+    batch = processor(TEXTS, src_lang="swh_Latn")
+    assert torch.equal(reloaded.generate(**batch, max_new_tokens=4), model.eval().generate(**batch, max_new_tokens=4))
