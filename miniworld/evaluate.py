@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .world import ENGLISH, short_code
+from .world import short_code
 
 # The bridge and the LLM are trained on the bare question (no instruction line); the harness's default math
 # instruction is switched off with an empty one so every system sees the same question text.
@@ -43,15 +43,3 @@ def run_benchmark(benchmark: str, system: str, world_dir: str | Path, out: str |
     return run(benchmark, system, langs, str(out), source=str(source), batch_size=batch_size, device="cpu",
                dtype="float32", instruction=NO_INSTRUCTION, max_new_tokens={kind: max_new_tokens}, comet_model=None,
                directions=["x-en", "en-x"] if benchmark == "flores" else None, **models)
-
-
-def accuracy_table(scores: dict) -> dict:
-    """{task: {lang short code: value}} from an eval scores dict (answer-en / answer-x / x-en ...)."""
-    table: dict = {}
-    for row in scores["scores"]:
-        table.setdefault(f"{row['task']}:{row['metric']}", {})[row["lang"]] = row["value"]
-    return table
-
-
-def english_short() -> str:
-    return short_code(ENGLISH)

@@ -126,8 +126,8 @@ def evaluate_systems(plan, systems: dict[str, dict], out: Path, translation: dic
     return runs
 
 
-def summarise(runs: list[dict], base: dict) -> dict:
-    """The issue's target checks from the eval scores: {system: {task: {lang: value}}} + checks."""
+def summarise(runs: list[dict]) -> dict:
+    """Eval scores as {system: {"benchmark:task:metric": {lang short code: value}}}."""
     table: dict = {}
     for run in runs:
         for row in run["scores"]:
