@@ -243,7 +243,10 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         super().train(mode)
         self.nmt.eval()
         self.llm.eval()
-        if mode and self.llm.is_gradient_checkpointing:
+        # transformers 5.x renamed the flag; read whichever this version has
+        checkpointing = getattr(type(self.llm), "is_activation_checkpointing", None)
+        checkpointing = self.llm.is_activation_checkpointing if checkpointing else self.llm.is_gradient_checkpointing
+        if mode and checkpointing:
             # transformers checkpoints a layer only while its `training` flag is set. The LLM's decoder layers have
             # no dropout of their own (attention dropout reads the attention module's flag, which stays off), so
             # switching just those flags turns checkpointing on without turning dropout on.
