@@ -229,11 +229,16 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         prefixes = self.STAGE_TRAINABLE.get(stage, ())
         for name, param in self.named_parameters():
             param.requires_grad_(self._matches(name, prefixes))
-        if "cross_attention" in prefixes and self.nmt.dtype != torch.float32:
+        if "cross_attention" in prefixes:
+            self.keep_cross_attention_fp32()
+        return self.trainable_parameter_names()
+
+    def keep_cross_attention_fp32(self) -> None:
+        """Over bf16 bases, the decoder cross-attention (a bridge weight) stays fp32 for training and loading."""
+        if self.nmt.dtype != torch.float32:
             for layer in self.nmt.model.decoder.layers:
                 run_in_fp32(layer.encoder_attn, self.nmt.dtype)
                 run_in_fp32(layer.encoder_attn_layer_norm, self.nmt.dtype)
-        return self.trainable_parameter_names()
 
     def trainable_parameter_names(self) -> list[str]:
         return [n for n, p in self.named_parameters() if p.requires_grad]
@@ -686,10 +691,7 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         if unknown or missing:
             raise ValueError(f"bridge checkpoint {pretrained_model_name_or_path!r} does not fit this model: "
                              f"unexpected {unknown[:5]}, missing {missing[:5]}")
-        if model.nmt.dtype != torch.float32:  # trained cross-attention stays fp32 over bf16 bases, not rounded
-            for layer in model.nmt.model.decoder.layers:
-                run_in_fp32(layer.encoder_attn, model.nmt.dtype)
-                run_in_fp32(layer.encoder_attn_layer_norm, model.nmt.dtype)
+        model.keep_cross_attention_fp32()  # trained weights are not rounded to the bases' dtype
         own = dict(model.named_parameters())
         with torch.no_grad():
             for name, tensor in state.items():
