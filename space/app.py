@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -259,6 +260,15 @@ def pick_examples(lang_codes, per_kind: int = 4) -> list[list]:
 
 
 # ---------------------------------------------------------------------- page
+def launch_local(demo: gr.Blocks) -> str:
+    """Start `demo` in the background on a free 127.0.0.1 port (the measure and screenshot tools); returns its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    return url
+
+
 def build_demo(model_id: str | None = None) -> gr.Blocks:
     model_id = model_id_from(model_id)
     help_text = missing_checkpoint_help(model_id)

@@ -7,12 +7,11 @@ model loads lazily, on it) and a warm one.
 
 import argparse
 import json
-import socket
 import time
 
 from gradio_client import Client
 
-from .app import build_demo, model_id_from, pick_examples
+from .app import build_demo, launch_local, model_id_from, pick_examples
 
 
 def timed_request(client, text, src, targets, max_new_tokens):
@@ -34,10 +33,7 @@ def main(argv=None):
     parser.add_argument("--max_new_tokens", type=int, default=64)
     args = parser.parse_args(argv)
     demo = build_demo(args.model)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    url = launch_local(demo)
     try:
         client = Client(url, verbose=False)
         # Default request: the page's first example (an MGSM question in a language this checkpoint knows).

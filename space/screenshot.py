@@ -6,12 +6,11 @@ answers it, opens the English intermediate and saves the page (the README's `scr
 
 import argparse
 import re
-import socket
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-from .app import build_demo
+from .app import build_demo, launch_local
 
 
 def main(argv=None):
@@ -22,10 +21,7 @@ def main(argv=None):
     parser.add_argument("--example", type=int, default=0, help="which example row to answer")
     args = parser.parse_args(argv)
     demo = build_demo(args.model)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    url = launch_local(demo)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium")
