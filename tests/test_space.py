@@ -140,6 +140,10 @@ def test_browser_ask_choose_languages_and_read_answers(space_url, tiny_checkpoin
         max_new_tokens = page.locator("#max-new-tokens input[type=number]")
         max_new_tokens.fill(str(MAX_NEW_TOKENS))
         max_new_tokens.press("Enter")
+        max_new_tokens.blur()
+        # The slider commits the typed number asynchronously: wait until its range handle shows it, else the run
+        # click can race ahead with the default (128) and the answers differ from the direct call.
+        sync_api.expect(page.locator("#max-new-tokens input[type=range]")).to_have_value(str(MAX_NEW_TOKENS))
         page.locator("#run").click()
         sync_api.expect(page.locator("#timing")).to_contain_text("total", timeout=60_000)
         page.get_by_text("The LLM's English intermediate").click()  # open the accordion
