@@ -62,16 +62,19 @@ class BaseConfig:
     nmt_layers: int = 3
     nmt_ffn: int = 512
     nmt_heads: int = 4
-    nmt_steps: int = 800
+    nmt_steps: int = 2000
     nmt_batch: int = 64
-    nmt_lr: float = 1e-3
+    nmt_lr: float = 2e-3
+    # NLLB-200 up-samples low-resource pairs (temperature sampling); here: the low-resource language's few pairs
+    # are repeated this many times in the training mix (its data stays small: no new sentences are added)
+    nmt_low_resource_upsample: int = 4
     # LLM (Llama architecture): wide and shallow learned the copy-and-compute faster than deep and narrow
     llm_vocab: int = 700
     llm_d_model: int = 192
     llm_layers: int = 2
     llm_ffn: int = 768
     llm_heads: int = 6
-    llm_steps: int = 1300
+    llm_steps: int = 2600
     llm_batch: int = 16
     llm_lr: float = 2e-3
     max_len: int = 128
@@ -126,7 +129,8 @@ def train_nmt(world_dir: str | Path, out: str | Path, cfg: BaseConfig) -> Path:
         return out
     torch.manual_seed(cfg.seed)
     rows = read_jsonl(world_dir / "nmt_pretrain.jsonl")
-    codes = json.loads((world_dir / "world.json").read_text())["languages"]
+    world = json.loads((world_dir / "world.json").read_text())
+    codes = world["languages"]
     lang_codes = [ENGLISH, *codes]
     texts = {r["src_text"] for r in rows} | {r["tgt_text"] for r in rows}
     tok = train_nllb_tokenizer(sorted(texts), lang_codes, vocab_size=cfg.nmt_vocab, isolate_punctuation=True)
@@ -143,6 +147,8 @@ def train_nmt(world_dir: str | Path, out: str | Path, cfg: BaseConfig) -> Path:
         decoder_start_token_id=tok.eos_token_id, tie_word_embeddings=True,
     )
     model = M2M100ForConditionalGeneration(config)
+    low = world["low_resource"]
+    rows += [r for r in rows if low in (r["src_lang"], r["tgt_lang"])] * (cfg.nmt_low_resource_upsample - 1)
     data = _ListDataset(encode_pairs(tok, rows, cfg.max_len))
     args = _training_args(out, cfg.nmt_steps, cfg.nmt_batch, cfg.nmt_lr, cfg.seed)
     collator = DataCollatorForSeq2Seq(tok, model=model, pad_to_multiple_of=8, label_pad_token_id=-100)

@@ -33,7 +33,7 @@ def register_languages(world_dir: str | Path) -> list[str]:
 
 
 def run_benchmark(benchmark: str, system: str, world_dir: str | Path, out: str | Path, langs: list[str],
-                  batch_size: int = 50, max_new_tokens: int = 48, **models) -> dict:
+                  batch_size: int = 50, max_new_tokens: int = 64, **models) -> dict:
     """One `python -m eval <benchmark> --system <system>` run on the world's test files (in process)."""
     from eval.runner import run  # noqa: PLC0415
 

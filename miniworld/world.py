@@ -348,7 +348,10 @@ MAX_OPERAND = 6  # largest added/subtracted amount
 def make_problem(rng: random.Random, n_ops: int | None = None) -> Problem:
     """A word problem with 1-3 arithmetic operations; all intermediate values are positive and <= MAX_VALUE.
 
-    Small operands keep the table of arithmetic facts small enough for a tiny LLM trained in minutes."""
+    Small operands keep the table of arithmetic facts small enough for a tiny LLM trained in minutes. The
+    protagonist is the subject of every step ("A gets 3 pens from B", not "B gives 3 pens to A"), so the verb alone
+    fixes the sign; the reasoning restates each fact before its equation, so the LLM copies the clause and
+    computes locally instead of counting clauses (a 2-layer LLM failed at both: 75% -> 81% -> see results/)."""
     n_ops = n_ops or rng.choice([1, 2, 2, 3, 3])
     while True:  # rejection sampling keeps the code simple; values are small so it terminates fast
         problem = _try_problem(rng, n_ops)
@@ -367,9 +370,10 @@ def _try_problem(rng: random.Random, n_ops: int) -> Problem | None:
     if ops_left >= 2 and rng.random() < 0.3:
         cont = rng.choice(list(CONTAINERS))
         k, m = rng.randint(2, 4), rng.randint(2, 5)
-        question += [Clause(a, "have", NP(cont, count=k)), Clause(NP(cont, det="each"), "have", NP(obj, count=m))]
+        facts = [Clause(a, "have", NP(cont, count=k)), Clause(NP(cont, det="each"), "have", NP(obj, count=m))]
+        question += facts
         value = k * m
-        reasoning.append(Equation(k, "*", m, value, obj))
+        reasoning += facts + [Equation(k, "*", m, value, obj)]
         ops_left -= 1
     else:
         value = rng.randint(2, 15)
@@ -383,10 +387,10 @@ def _try_problem(rng: random.Random, n_ops: int) -> Problem | None:
         if kind == "add":
             m = rng.randint(1, MAX_OPERAND)
             clause = rng.choice([Clause(a, "buy", NP(obj, count=m), advs=["more"]),
-                                 Clause(b, "give", NP(obj, count=m), pps=[("to", a)]),
+                                 Clause(a, "get", NP(obj, count=m), pps=[("from", b)]),
                                  Clause(a, "find", NP(obj, count=m))])
             question.append(clause)
-            reasoning.append(Equation(value, "+", m, value + m, obj))
+            reasoning += [clause, Equation(value, "+", m, value + m, obj)]
             value += m
         elif kind == "sub":
             m = rng.randint(1, MAX_OPERAND)
@@ -395,15 +399,17 @@ def _try_problem(rng: random.Random, n_ops: int) -> Problem | None:
             verbs = ["give", "sell", "lose"] + (["eat"] if edible else [])
             verb = rng.choice(verbs)
             pps = [("to", b)] if verb == "give" else []
-            question.append(Clause(a, verb, NP(obj, count=m), pps=pps))
-            reasoning.append(Equation(value, "-", m, value - m, obj))
+            clause = Clause(a, verb, NP(obj, count=m), pps=pps)
+            question.append(clause)
+            reasoning += [clause, Equation(value, "-", m, value - m, obj)]
             value -= m
-        elif kind == "mul":  # "B gives A k containers. Each container has m objs." -> two ops
+        elif kind == "mul":  # "A gets k containers from B. Each container has m objs." -> two ops
             cont = rng.choice(list(CONTAINERS))
             k, m = rng.randint(2, 4), rng.randint(2, 5)
-            question += [Clause(b, "give", NP(cont, count=k), pps=[("to", a)]),
-                         Clause(NP(cont, det="each"), "have", NP(obj, count=m))]
-            reasoning += [Equation(k, "*", m, k * m, obj), Equation(value, "+", k * m, value + k * m, obj)]
+            facts = [Clause(a, "get", NP(cont, count=k), pps=[("from", b)]),
+                     Clause(NP(cont, det="each"), "have", NP(obj, count=m))]
+            question += facts
+            reasoning += facts + [Equation(k, "*", m, k * m, obj), Equation(value, "+", k * m, value + k * m, obj)]
             value += k * m
             ops_left -= 1
         else:  # share among k friends, exact division only
@@ -411,9 +417,10 @@ def _try_problem(rng: random.Random, n_ops: int) -> Problem | None:
             if not divisors:
                 return None
             share_k = rng.choice(divisors)
-            question.append(Clause(a, "share", NP(obj, det="the", plural=True), pps=[("among", NP("friend", count=share_k))],
-                                   advs=["equally"]))
-            reasoning.append(Equation(value, "/", share_k, value // share_k, obj))
+            clause = Clause(a, "share", NP(obj, det="the", plural=True), pps=[("among", NP("friend", count=share_k))],
+                            advs=["equally"])
+            question.append(clause)
+            reasoning += [clause, Equation(value, "/", share_k, value // share_k, obj)]
             value //= share_k
         ops_left -= 1
         if value > MAX_VALUE:
