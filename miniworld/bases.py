@@ -82,7 +82,7 @@ class BaseConfig:
 
     @classmethod
     def fast(cls) -> BaseConfig:
-        return cls(nmt_steps=400, llm_steps=600)
+        return cls(nmt_steps=1000, llm_steps=800)
 
 
 def _training_args(out: Path, steps: int, batch: int, lr: float, seed: int) -> TrainingArguments:

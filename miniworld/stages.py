@@ -31,8 +31,8 @@ class StageSchedule:
     """Steps and optimiser settings of the bridge stages on CPU (the paper's lr 2e-5 x 3 epochs is for 8B
     models and millions of records; tiny mapping layers need a high lr and a few hundred steps)."""
 
-    stage1: int = 150
-    stage2: int = 120
+    stage1: int = 200
+    stage2: int = 200
     stage3: int = 120
     batch: int = 32
     lr: float = 2e-3
@@ -42,7 +42,7 @@ class StageSchedule:
 
     @classmethod
     def fast(cls) -> StageSchedule:
-        return cls(stage1=50, stage2=40, stage3=40, enc_only1=30, enc_only2=30)
+        return cls(stage1=60, stage2=60, stage3=40, enc_only1=30, enc_only2=30)
 
 
 def _common_flags(schedule: StageSchedule, steps: int, out: Path, train_file: Path) -> list[str]:

@@ -116,3 +116,25 @@ def test_fast_main_job_learns(tmp_path):
             tail = values[-3:]
             assert len(values) >= 4 and sum(tail) / len(tail) < values[0], f"{stage} {term} did not decrease: {values}"
     assert (tmp_path / "results" / "README.md").exists() and (tmp_path / "results" / "math_en.png").exists()
+
+
+def test_a_smaller_world_keeps_the_unseen_and_low_resource_roles():
+    assert list(World(WorldConfig.fast()).languages) == ["qaa_Latn", "qab_Cyrl", UNSEEN, LOW_RESOURCE]
+    with pytest.raises(ValueError, match=f"{UNSEEN} and {LOW_RESOURCE} must be among them"):
+        World(WorldConfig(languages=("qaa_Latn", "qab_Cyrl")))
+    with pytest.raises(ValueError, match="'xyz_Latn'"):
+        World(WorldConfig(languages=("xyz_Latn", UNSEEN, LOW_RESOURCE)))
+
+
+def test_every_step_restates_its_fact_and_the_verb_fixes_the_sign(world_dir):
+    gain, loss = {"buys", "finds", "gets"}, {"gives", "sells", "loses", "eats"}
+    checked = 0
+    for r in _jsonl(world_dir / "llm_pretrain.jsonl")[:200]:
+        sentences = r["completion"].strip().split(". ")
+        for fact, equation in zip(sentences, sentences[1:]):
+            match = re.fullmatch(r"(\d+) ([-+]) (\d+) = \d+ \w+", equation)
+            verb = fact.split()[1] if len(fact.split()) > 1 else ""
+            if match and verb in gain | loss:
+                assert match[3] in fact.split() and (match[2] == "+") == (verb in gain), (fact, equation)
+                checked += 1
+    assert checked > 100
