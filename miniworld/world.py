@@ -359,7 +359,7 @@ def make_problem(rng: random.Random, n_ops: int | None = None) -> Problem:
     Small operands keep the table of arithmetic facts small enough for a tiny LLM trained in minutes. The
     protagonist is the subject of every step ("A gets 3 pens from B", not "B gives 3 pens to A"), so the verb alone
     fixes the sign; the reasoning restates each fact before its equation, so the LLM copies the clause and
-    computes locally instead of counting clauses (a 2-layer LLM failed at both: 75% -> 81% -> see results/)."""
+    computes locally instead of counting clauses (a 2-layer LLM: 75% before, 99% after; results/miniworld/ANALYSIS.md)."""
     n_ops = n_ops or rng.choice([1, 2, 2, 3, 3])
     while True:  # rejection sampling keeps the code simple; values are small so it terminates fast
         problem = _try_problem(rng, n_ops)
