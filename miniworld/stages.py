@@ -42,7 +42,7 @@ class StageSchedule:
 
     @classmethod
     def fast(cls) -> StageSchedule:
-        return cls(stage1=80, stage2=80, stage3=40, enc_only1=30, enc_only2=30)
+        return cls(stage1=160, stage2=160, stage3=40, enc_only1=30, enc_only2=30)
 
 
 def _common_flags(schedule: StageSchedule, steps: int, out: Path, train_file: Path) -> list[str]:
