@@ -190,26 +190,20 @@ def run_main(plan, timer, results: Path) -> dict:
     half = max(1, cores // 2)
     out = plan.out / "eval"
 
-    def timed(name, fn, *args, **kwargs):
-        t0 = time.time()
-        result = fn(*args, **kwargs)
-        timer.record(name, time.time() - t0)
-        return result
-
     # Two lanes on half of the cores each: the XBridge stages (subprocesses) in a thread, and here the
     # encoder-only baseline plus every evaluation that needs no bridge.
     t0 = time.time()
     with ThreadPoolExecutor(max_workers=1) as lane:
-        bridge_future = lane.submit(timed, "xbridge_stages", train_xbridge, plan, schedule, plan.out / "xbridge", threads=half)
+        bridge_future = lane.submit(timer.run, "xbridge_stages", train_xbridge, plan, schedule, plan.out / "xbridge", threads=half)
         torch.set_num_threads(half)
-        enc_only = timed("encoder_only_stages", train_encoder_only, plan, schedule, plan.out / "encoder-only", threads=half)
+        enc_only = timer.run("encoder_only_stages", train_encoder_only, plan, schedule, plan.out / "encoder-only", threads=half)
         baselines = {"direct": dict(llm=str(plan.llm_dir)),
                      "translate-test": dict(nmt=str(plan.nmt_dir), llm=str(plan.llm_dir)),
                      "xbridge-encoder-only": dict(model=str(enc_only))}
-        runs = timed("evaluate_baselines", evaluate_systems, plan, baselines, out, {"nmt": dict(nmt=str(plan.nmt_dir))})
+        runs = timer.run("evaluate_baselines", evaluate_systems, plan, baselines, out, {"nmt": dict(nmt=str(plan.nmt_dir))})
         bridge = bridge_future.result()
     torch.set_num_threads(cores)
-    runs += timed("evaluate_xbridge", evaluate_systems, plan, {"xbridge": dict(model=str(bridge))}, out,
+    runs += timer.run("evaluate_xbridge", evaluate_systems, plan, {"xbridge": dict(model=str(bridge))}, out,
                   {"xbridge": dict(model=str(bridge))})
     timer.record("phase_b_wall", time.time() - t0)
     losses = {f"xbridge/{s}": json.loads((plan.out / "xbridge" / s / "COMPLETED").read_text())["losses"]
