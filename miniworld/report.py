@@ -75,7 +75,7 @@ def loss_chart(losses: dict[str, dict[str, list[float]]], path: Path) -> None:
 
 def write_main_report(plan, runs: list[dict], losses: dict, times: dict, results: Path) -> dict:
     results.mkdir(parents=True, exist_ok=True)
-    table = summarise(runs, {})
+    table = summarise(runs)
     base = json.loads((plan.out / "base_eval" / "base_models.json").read_text())
     columns = _lang_columns(plan)
     seen = [c for c in columns if c not in ("en",)]
@@ -125,7 +125,7 @@ def write_ablation_report(plan, rows: dict[str, dict], ablations: dict, results:
     columns = _lang_columns(plan)
     en_rows, x_rows = {}, {}
     for name, scores in rows.items():
-        table = summarise([scores], {})[scores["system"]]
+        table = summarise([scores])[scores["system"]]
         en_rows[name] = table.get("mgsm:answer-en:accuracy", {})
         x_rows[name] = table.get("mgsm:answer-x:accuracy", {})
     lines = ["# Mini-world ablation", "",

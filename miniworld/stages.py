@@ -126,9 +126,8 @@ def evaluate_systems(plan, systems: dict[str, dict], out: Path, translation: dic
     return runs
 
 
-def summarise(runs: list[dict], _unused: dict | None = None) -> dict:
-    """Eval scores as {system: {"benchmark:task:metric": {lang short code: value}}} (the second argument is
-    ignored; it keeps the call signature of jobs started before it went away)."""
+def summarise(runs: list[dict]) -> dict:
+    """Eval scores as {system: {"benchmark:task:metric": {lang short code: value}}}."""
     table: dict = {}
     for run in runs:
         for row in run["scores"]:
