@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .bases import is_done, read_jsonl
 from .evaluate import register_languages, run_benchmark
-from .stages import StageSchedule, _common_flags, train
+from .stages import StageSchedule, _common_flags, summarise, train
 from .world import ENGLISH, LOW_RESOURCE, UNSEEN, short_code
 
 REPO = Path(__file__).resolve().parent.parent
@@ -101,10 +101,9 @@ def run_variant(name: str, out: Path, stage1_ready: dict[str, threading.Event], 
     t2 = time.time()
     log(f"{name}: evaluating {s2}")
     langs = [ENGLISH, *register_languages(WORLD)]
-    scores = run_benchmark("mgsm", "xbridge-encoder-only", WORLD, root / "eval", langs, model=str(eval_copy(s2)))
+    scores = run_benchmark("mgsm", "xbridge-encoder-only", WORLD, root / "eval", langs, model=str(s2))
     t3 = time.time()
-    acc = {row["lang"]: row["value"] for row in scores["scores"]
-           if row["task"] == "answer-en" and row["metric"] == "accuracy"}
+    acc = summarise([scores])[scores["system"]]["mgsm:answer-en:accuracy"]
     if reused:  # a re-run that trained nothing: keep the first run's timings
         timings[name] = {"eval_s": round(t3 - t2, 1), **json.loads(saved.read_text())}
     else:
@@ -115,35 +114,6 @@ def run_variant(name: str, out: Path, stage1_ready: dict[str, threading.Event], 
     return dict(model=str(s2), stage1=str(s1), accuracy=acc,
                 losses={s: json.loads((p / "COMPLETED").read_text()).get("losses", {})
                         for s, p in (("stage1", s1), ("stage2", s2))})
-
-
-def eval_copy(s2: Path) -> Path:
-    """The stage-2 checkpoint as eval/ can load it.
-
-    Work-around (core bug, reported): stage 2 resets `lambda_lang` to 0 in the saved config but still saves the
-    stage-1 `lang_head` weights, so `from_pretrained` (which builds `lang_head` only when `lambda_lang > 0`)
-    fails with KeyError('lang_head.bias'). `lang_head` is used only by the stage-1 training loss, never at
-    inference, so the evaluated copy drops those tensors; everything else is the checkpoint as saved."""
-    from safetensors.torch import load_file, save_file  # noqa: PLC0415
-
-    config = json.loads((s2 / "config.json").read_text())
-    weights = s2 / "model.safetensors"
-    if config.get("lambda_lang", 0) > 0 or not weights.exists():
-        return s2
-    tensors = load_file(str(weights))
-    extra = [k for k in tensors if k.startswith("lang_head.")]
-    if not extra:
-        return s2
-    copy = s2.parent / "stage2-eval"
-    if not (copy / "model.safetensors").exists():
-        copy.mkdir(exist_ok=True)
-        for item in s2.iterdir():
-            if item.name not in ("model.safetensors", "COMPLETED") and not (copy / item.name).exists():
-                (copy / item.name).symlink_to(item.resolve())
-        save_file({k: v for k, v in tensors.items() if k not in extra}, str(copy / "model.safetensors"),
-                  metadata={"format": "pt"})
-        log(f"{s2}: dropped {extra} (stage-1 only, unused at inference) into {copy} for evaluation")
-    return copy
 
 
 # ------------------------------------------------------------------------------------------- layer weights
@@ -235,8 +205,7 @@ def reference_rows() -> dict:
                           ("xbridge-encoder-only", "ref: main-job encoder-only")):
         path = REPO / "runs" / "miniworld" / "eval" / "mgsm" / system / "scores.json"
         if path.exists():
-            scores = json.loads(path.read_text())["scores"]
-            refs[label] = {r["lang"]: r["value"] for r in scores if r["task"] == "answer-en" and r["metric"] == "accuracy"}
+            refs[label] = summarise([json.loads(path.read_text())])[system]["mgsm:answer-en:accuracy"]
     return refs
 
 
