@@ -126,8 +126,13 @@ def test_stage3_trains_only_the_decoder_side_on_decoder_ce_and_ot(stage2, data, 
     # Also the real-run precision setup: frozen bases in bf16, what trains in fp32.
     trainer, logs, changed = run_stage("stage3", "stage3.yaml", ["--model_name_or_path", str(stage2[0]),
                                           "--train_file", data["task"], "--ot_backend", "sinkhorn",
-                                          *common(tmp_path), "--base_dtype", "bfloat16"])
+                                          "--source_in_prompt", "false", *common(tmp_path), "--base_dtype", "bfloat16"])
     check_losses(logs, ("ce_dec", "ot"))
+    # --source_in_prompt false: the LLM prompt holds the instruction only, in training and in the saved processor
+    record = json.loads(open(data["task"]).readline())
+    prompt = trainer.data_collator.processor.build_prompt(record["question"], record["instruction"])
+    assert record["instruction"] in prompt and record["question"] not in prompt
+    assert json.load(open(os.path.join(tmp_path, "processor_config.json")))["source_in_prompt"] is False
     assert prefixes(changed) == {"dec_map", "cross_attention"}
     params = dict(trainer.model.named_parameters())
     assert all(params[n].dtype == torch.float32 for n in trainer.model.trainable_parameter_names())

@@ -63,6 +63,9 @@ class XBridgeArguments:
         "help": "plain prompt template with {query} (default: the processor's Alpaca template)"})
     use_chat_template: bool = field(default=False, metadata={
         "help": "wrap the prompt with the LLM's chat template (instruct LLMs)"})
+    source_in_prompt: bool = field(default=True, metadata={
+        "help": "stages 2-3: also put the raw source text in the LLM prompt, as the released code does (false: "
+                "the LLM reads the source only through the encoder map, with an English instruction)"})
     max_source_tokens: int = field(default=256)
     max_answer_tokens: int = field(default=512)
     max_target_tokens: int = field(default=512)
@@ -185,6 +188,7 @@ def build_model_and_processor(stage_key: str, xargs):
     processor.max_answer_length = xargs.max_answer_tokens + 1  # + EOS
     processor.max_target_length = xargs.max_target_tokens + 2
     processor.use_chat_template = xargs.use_chat_template
+    processor.source_in_prompt = xargs.source_in_prompt
     if xargs.prompt_template:
         processor.prompt_template = xargs.prompt_template
     return model, processor, trainable
