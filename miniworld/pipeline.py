@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from . import base_eval
 from .bases import DONE, BaseConfig, is_done, mark_done, train_llm, train_nmt
@@ -102,11 +103,24 @@ def step_generate(plan: Plan) -> Path:
     return plan.world_dir
 
 
-def _train_base(kind: str, world_dir: Path, out: Path, cfg: BaseConfig, threads: int) -> float:
-    """One base in its own process (spawned), with its share of the cores; returns its seconds."""
+class _TakeFreedCores(TrainerCallback):
+    """Once the other base has finished (`freed` is set), this one trains on all the cores."""
+
+    def __init__(self, freed):
+        self.freed, self.taken = freed, False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if not self.taken and self.freed.is_set():
+            torch.set_num_threads(os.cpu_count() or 1)
+            self.taken = True
+
+
+def _train_base(kind: str, world_dir: Path, out: Path, cfg: BaseConfig, threads: int, freed) -> float:
+    """One base in its own process (spawned), with its share of the cores; returns its seconds and sets `freed`."""
     torch.set_num_threads(threads)
     t0 = time.time()
-    (train_llm if kind == "llm" else train_nmt)(world_dir, out, cfg)
+    (train_llm if kind == "llm" else train_nmt)(world_dir, out, cfg, callbacks=[_TakeFreedCores(freed)])
+    freed.set()
     return time.time() - t0
 
 
@@ -118,8 +132,10 @@ def step_bases(plan: Plan, timer: Timer) -> tuple[Path, Path]:
         return plan.nmt_dir, plan.llm_dir
     threads = max(1, (os.cpu_count() or 2) // len(todo))
     t0 = time.time()
-    with ProcessPoolExecutor(max_workers=len(todo), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {kind: pool.submit(_train_base, kind, plan.world_dir, d, plan.bases, threads) for kind, d in todo}
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(max_workers=len(todo), mp_context=context) as pool:
+        freed = manager.Event()
+        futures = {kind: pool.submit(_train_base, kind, plan.world_dir, d, plan.bases, threads, freed) for kind, d in todo}
         for kind, future in futures.items():
             timer.record(f"pretrain_{kind}", future.result())
     timer.record("pretrain_bases_wall", time.time() - t0)

@@ -353,14 +353,14 @@ MAX_VALUE = 40  # largest value in any problem
 MAX_OPERAND = 6  # largest added/subtracted amount
 
 
-def make_problem(rng: random.Random, n_ops: int | None = None) -> Problem:
-    """A word problem with 1-3 arithmetic operations; all intermediate values are positive and <= MAX_VALUE.
+def make_problem(rng: random.Random, n_ops: int | None = None, max_ops: int = 3) -> Problem:
+    """A word problem with 1-3 (at most `max_ops`) arithmetic operations; all intermediate values are positive and <= MAX_VALUE.
 
     Small operands keep the table of arithmetic facts small enough for a tiny LLM trained in minutes. The
     protagonist is the subject of every step ("A gets 3 pens from B", not "B gives 3 pens to A"), so the verb alone
     fixes the sign; the reasoning restates each fact before its equation, so the LLM copies the clause and
     computes locally instead of counting clauses (a 2-layer LLM: 75% before, 99% after; results/miniworld/ANALYSIS.md)."""
-    n_ops = n_ops or rng.choice([1, 2, 2, 3, 3])
+    n_ops = n_ops or rng.choice([n for n in (1, 2, 2, 3, 3) if n <= max_ops])
     while True:  # rejection sampling keeps the code simple; values are small so it terminates fast
         problem = _try_problem(rng, n_ops)
         if problem is not None:
@@ -480,13 +480,19 @@ class WorldConfig:
     n_test_problems: int = 100  # held-out problems per language
     n_test_sentences: int = 100  # held-out parallel sentences per language
     low_resource_fraction: float = 0.1  # share of translation/task data the low-resource language gets
+    max_ops: int = 3  # operations per problem: 1..max_ops
     languages: tuple[str, ...] | None = None  # None: all of LANGUAGE_SPECS
+
+    def __post_init__(self):
+        if self.max_ops not in (1, 2, 3):
+            raise ValueError(f"max_ops={self.max_ops!r}: problems have 1, 2 or 3 operations")
 
     @classmethod
     def fast(cls) -> WorldConfig:
-        # four languages (SVO, SOV, the unseen VSO one, the low-resource one): a smaller world the NMT learns in minutes
+        # three languages (a seen SOV one, the unseen VSO one, the low-resource one) and 1-2-operation problems: a
+        # world both bases learn in under 3 minutes
         return cls(n_llm_problems=6000, n_nmt_items=2500, n_stage1=400, n_task=400, n_test_problems=40, n_test_sentences=40,
-                   languages=("qaa_Latn", "qab_Cyrl", UNSEEN, LOW_RESOURCE))
+                   languages=("qab_Cyrl", UNSEEN, LOW_RESOURCE), max_ops=2)
 
 
 def _text(sents: list[Sentence], realise) -> str:
@@ -547,8 +553,8 @@ def generate(out: str | Path, config: WorldConfig | None = None) -> dict:
     # Held-out test problems/sentences first, then training data that never repeats their English text.
     test_problems, seen_q = [], set()
     while len(test_problems) < config.n_test_problems:
-        # balanced over 1, 2, 3 operations
-        p = make_problem(rng, n_ops=1 + len(test_problems) % 3)
+        # balanced over 1..max_ops operations
+        p = make_problem(rng, n_ops=1 + len(test_problems) % config.max_ops)
         key = world.realise(p.question, ENGLISH)
         if key not in seen_q:
             seen_q.add(key)
@@ -563,7 +569,7 @@ def generate(out: str | Path, config: WorldConfig | None = None) -> dict:
 
     def fresh_problem() -> Problem:
         while True:
-            p = make_problem(rng)
+            p = make_problem(rng, max_ops=config.max_ops)
             if world.realise(p.question, ENGLISH) not in seen_q:
                 return p
 
