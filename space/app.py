@@ -222,8 +222,12 @@ def example_sources() -> list[tuple[str, Path, Path]]:
              if p.stem.split("_", 1)[1] in MGSM_FILES]
     found += [("text", p, p.name.split(".")[0]) for p in sorted((DATA / "flores200_devtest").glob("*.devtest"))]
     for test in sorted((ROOT / "runs" / "miniworld").glob("**/test")):
-        found += [("math", p, p.stem.removeprefix("mgsm_")) for p in sorted(test.glob("mgsm/mgsm_*.tsv"))]
-        found += [("text", p, p.name.split(".")[0]) for p in sorted(test.glob("flores/*.devtest"))]
+        texts = sorted(test.glob("flores/*.devtest"))
+        found += [("text", p, p.name.split(".")[0]) for p in texts]
+        # MGSM files are named by short code (mgsm_qaa.tsv); the FLORES names give the full codes
+        full = {"en": ENGLISH} | {p.name.split("_")[0]: p.name.split(".")[0] for p in texts}
+        found += [("math", p, full[p.stem.removeprefix("mgsm_")]) for p in sorted(test.glob("mgsm/mgsm_*.tsv"))
+                  if p.stem.removeprefix("mgsm_") in full]
     return found
 
 

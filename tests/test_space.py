@@ -157,3 +157,18 @@ def test_browser_ask_choose_languages_and_read_answers(space_url, tiny_checkpoin
         browser.close()
     (ROOT / "artifacts").mkdir(exist_ok=True)
     shutil.copy(shot, ROOT / "artifacts" / "test_space_browser.png")
+
+
+def test_examples_include_the_mini_world_problems(tmp_path, monkeypatch):
+    """A built mini-world offers its own problems (files named by short code) under their full language codes."""
+    import space.app as app
+    from miniworld.world import WorldConfig, generate
+
+    small = WorldConfig(n_llm_problems=20, n_nmt_items=20, n_stage1=5, n_task=5, n_test_problems=12, n_test_sentences=10)
+    generate(tmp_path / "runs" / "miniworld" / "world", small)
+    monkeypatch.setattr(app, "ROOT", tmp_path)
+    codes = ["eng_Latn", "qaa_Latn", "qab_Cyrl", "qac_Thai"]
+    math = [e for e in app.pick_examples(codes) if e[3] == "Step-by-step math"]
+    assert {e[1] for e in math} == {"qaa_Latn", "qab_Cyrl", "qac_Thai", "eng_Latn"}
+    world_questions = (tmp_path / "runs" / "miniworld" / "world" / "test" / "mgsm" / "mgsm_qab.tsv").read_text()
+    assert next(e[0] for e in math if e[1] == "qab_Cyrl") in world_questions
