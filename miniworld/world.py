@@ -540,7 +540,7 @@ def generate(out: str | Path, config: WorldConfig | None = None) -> dict:
       llm_pretrain.jsonl            {prompt, completion, answer}       English only
       nmt_pretrain.jsonl            {src_text, src_lang, tgt_text, tgt_lang}   x<->eng both directions
       stage1.jsonl                  {src_text, src_lang, en_text, tgt_text, tgt_lang}   seen languages only
-      task.jsonl                    {question, src_lang, answer_en, answer_tgt, tgt_lang[, instruction]} seen languages only
+      task.jsonl                    {question, src_lang, answer_en, answer_tgt, tgt_lang} seen languages only
       test/problems.jsonl           {id, lang, question, answer, answer_en, answer_tgt}   every language + eng
       test/mgsm/mgsm_<short>.tsv    question<TAB>answer (MGSM layout, line i = same problem in every language)
       test/flores/<code>.devtest    one sentence per line (FLORES layout, line-aligned across languages)
@@ -635,17 +635,13 @@ def generate(out: str | Path, config: WorldConfig | None = None) -> dict:
     rng.shuffle(stage1_rows)
 
     # Stages 2-3: question in x, English reasoning, reasoning in x (answers in the question's language).
-    # A quarter carry an instruction line, as the LLM's own training prompts do: without any, a bridge that reads
-    # the question through the encoder map alone was thrown by one (the Space's math preset: 14 -> 4 on a problem).
     task_rows = []
     for src in world.seen + [ENGLISH]:
         for _ in range(int(config.n_task * world.share(src))):
             p = fresh_problem()
-            row = dict(question=world.realise(p.question, src), src_lang=src, answer_en=world.realise(p.reasoning, ENGLISH),
-                       answer_tgt=world.realise(p.reasoning, src), tgt_lang=src, answer=p.answer)
-            if rng.random() < 0.25:
-                row["instruction"] = rng.choice(INSTRUCTION_VARIANTS)
-            task_rows.append(row)
+            task_rows.append(dict(question=world.realise(p.question, src), src_lang=src,
+                                  answer_en=world.realise(p.reasoning, ENGLISH),
+                                  answer_tgt=world.realise(p.reasoning, src), tgt_lang=src, answer=p.answer))
     rng.shuffle(task_rows)
 
     # Held-out test sets in every language (English too).
