@@ -258,7 +258,9 @@ def pick_examples(lang_codes, per_kind: int = 4) -> list[list]:
             text = lines[(3 * len(picked) + 1) % len(lines)].split("\t")[0]
             pool = [c for c in others if c != code] or [ENGLISH]
             other = pool[3 * len(picked) % len(pool)]
-            picked.append([text, code, [code, other], "Step-by-step math" if kind == "math" else "Translate"])
+            # the mini-world bridge was trained on bare problems: its own examples carry no instruction
+            task = "Translate" if kind == "text" else "Step-by-step math" if path.is_relative_to(DATA) else "Free instruction"
+            picked.append([text, code, [code, other], task])
             langs.append(code)
     return picked
 

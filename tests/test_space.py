@@ -168,7 +168,10 @@ def test_examples_include_the_mini_world_problems(tmp_path, monkeypatch):
     generate(tmp_path / "runs" / "miniworld" / "world", small)
     monkeypatch.setattr(app, "ROOT", tmp_path)
     codes = ["eng_Latn", "qaa_Latn", "qab_Cyrl", "qac_Thai"]
-    math = [e for e in app.pick_examples(codes) if e[3] == "Step-by-step math"]
+    math = [e for e in app.pick_examples(codes) if e[3] in ("Step-by-step math", "Free instruction")]
     assert {e[1] for e in math} == {"qaa_Latn", "qab_Cyrl", "qac_Thai", "eng_Latn"}
+    # vendored MGSM with the math preset; the world's bare problems without an instruction, as it was trained
+    assert {e[1]: e[3] for e in math} == {"eng_Latn": "Step-by-step math", "qaa_Latn": "Free instruction",
+                                          "qab_Cyrl": "Free instruction", "qac_Thai": "Free instruction"}
     world_questions = (tmp_path / "runs" / "miniworld" / "world" / "test" / "mgsm" / "mgsm_qab.tsv").read_text()
     assert next(e[0] for e in math if e[1] == "qab_Cyrl") in world_questions
