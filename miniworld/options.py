@@ -38,7 +38,7 @@ WORLD = REPO / "runs" / "miniworld" / "world"
 BASES = REPO / "runs" / "miniworld" / "bases"
 
 # One schedule for every variant: the main job's batch / lr / warmup / flags, fewer steps (CPU budget).
-SCHEDULE = StageSchedule(stage1=60, stage2=60, stage3=0, batch=32, lr=2e-3, warmup=10)
+SCHEDULE = StageSchedule(stage1=100, stage2=200, stage3=0, batch=32, lr=5e-3, warmup=10)
 
 VARIANTS = {
     # name: (description, stage-1 extra flags, stage-2 data ("full" | "english"), stage 1 shared with)

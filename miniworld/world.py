@@ -354,7 +354,8 @@ MAX_OPERAND = 6  # largest added/subtracted amount
 
 
 def make_problem(rng: random.Random, n_ops: int | None = None, max_ops: int = 3) -> Problem:
-    """A word problem with 1-3 (at most `max_ops`) arithmetic operations; all intermediate values are positive and <= MAX_VALUE.
+    """A word problem with 1 to `max_ops` (<= 3) arithmetic operations; all intermediate values are positive and
+    <= MAX_VALUE.
 
     Small operands keep the table of arithmetic facts small enough for a tiny LLM trained in minutes. The
     protagonist is the subject of every step ("A gets 3 pens from B", not "B gives 3 pens to A"), so the verb alone
