@@ -1,5 +1,6 @@
 """The mini-world: the generator's guarantees and the fast end-to-end variant of the main job (~5 min)."""
 
+import dataclasses
 import json
 import os
 import re
@@ -140,7 +141,7 @@ def test_every_step_restates_its_fact_and_the_verb_fixes_the_sign(world_dir):
 
 
 def test_max_ops_bounds_every_problem(tmp_path):
-    generate(tmp_path, WorldConfig(**{**TINY.__dict__, "max_ops": 2}))
+    generate(tmp_path, dataclasses.replace(TINY, max_ops=2))
     assert {r["n_ops"] for r in _jsonl(tmp_path / "test" / "problems.jsonl")} == {1, 2}
     equations = [len(re.findall(r"\d+ [-+*/] \d+ =", r["completion"])) for r in _jsonl(tmp_path / "llm_pretrain.jsonl")]
     assert max(equations) == 2 and min(equations) == 1
