@@ -138,11 +138,17 @@ def test_browser_ask_choose_languages_and_read_answers(space_url, tiny_checkpoin
             page.get_by_role("option", name=f"{name} ({'fra' if name == 'French' else 'deu'}_Latn)").click()
         page.get_by_text("Generation settings").click()
         max_new_tokens = page.locator("#max-new-tokens input[type=number]")
-        max_new_tokens.fill(str(MAX_NEW_TOKENS))
-        max_new_tokens.press("Enter")
-        max_new_tokens.blur()
-        # The slider commits the typed number asynchronously: wait until its range handle shows it, else the run
-        # click can race ahead with the default (128) and the answers differ from the direct call.
+        slider = page.locator("#max-new-tokens input[type=range]")
+        # The slider commits the typed number asynchronously, and a number typed while the accordion is still
+        # opening is sometimes dropped (CI saw 128 stay): type it again until the range handle shows it, else the
+        # run click races ahead with the default and the answers differ from the direct call.
+        for _ in range(5):
+            max_new_tokens.fill(str(MAX_NEW_TOKENS))
+            max_new_tokens.press("Enter")
+            max_new_tokens.blur()
+            page.wait_for_timeout(500)
+            if slider.input_value() == str(MAX_NEW_TOKENS):
+                break
         sync_api.expect(page.locator("#max-new-tokens input[type=range]")).to_have_value(str(MAX_NEW_TOKENS))
         page.locator("#run").click()
         sync_api.expect(page.locator("#timing")).to_contain_text("total", timeout=60_000)
