@@ -61,7 +61,8 @@ class XBridgeConfig(PreTrainedConfig):
     Args:
         nmt_config (`dict` or `PreTrainedConfig`): config of the NLLB-200 / M2M100 translation model.
         llm_config (`dict` or `PreTrainedConfig`): config of the causal LLM (Qwen2, Llama, Cohere, ...).
-        nmt_name_or_path (`str`): Hub id or folder of the NLLB checkpoint (kept as given, never resolved).
+        nmt_name_or_path (`str`): Hub id or folder of the NLLB checkpoint; a saved bridge stores a local folder
+            relative to its own folder (`../nmt`) and resolves it from there, never from the current directory.
         llm_name_or_path (`str`): Hub id or folder of the LLM checkpoint.
         enc_map_hidden_size (`int`): inner width of the encoder-side mapping block (default: LLM hidden size).
         dec_map_hidden_size (`int`): inner width of the two decoder-side blocks (default: 2 x LLM hidden size).

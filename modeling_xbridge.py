@@ -647,8 +647,12 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         if bridge_only and not (self.config.nmt_name_or_path and self.config.llm_name_or_path):
             raise ValueError("a bridge-only checkpoint needs config.nmt_name_or_path and config.llm_name_or_path; "
                              "build the model with from_bases(...) or save with bridge_only=False")
-        previous = self.config.bridge_only
+        previous = self.config.bridge_only, self.config.nmt_name_or_path, self.config.llm_name_or_path
         self.config.bridge_only = bridge_only
+        # Local bases are written relative to the bridge's folder, so the bridge finds them wherever the tree moves
+        # and from any working directory; Hub ids are written as they are.
+        self.config.nmt_name_or_path = base_reference(self.config.nmt_name_or_path, save_directory)
+        self.config.llm_name_or_path = base_reference(self.config.llm_name_or_path, save_directory)
         if bridge_only:
             state = kwargs.pop("state_dict", None) or self.state_dict()
             # The "same language?" head only serves the stage-1 loss: once that loss is off, it is not part of the bridge.
@@ -659,10 +663,10 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
             }
         try:
             super().save_pretrained(save_directory, **kwargs)
+            if kwargs.get("is_main_process", True):
+                write_model_card(self, save_directory)
         finally:
-            self.config.bridge_only = previous
-        if kwargs.get("is_main_process", True):
-            write_model_card(self, save_directory)
+            self.config.bridge_only, self.config.nmt_name_or_path, self.config.llm_name_or_path = previous
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
@@ -676,6 +680,9 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         base_kwargs = {k: v for k, v in hub_kwargs.items() if k not in ("subfolder", "revision")}  # revision: the bridge's
         base_kwargs.update({k: kwargs[k] for k in ("device_map", "attn_implementation") if k in kwargs})
         base_kwargs["dtype"] = kwargs.get("dtype", kwargs.get("torch_dtype"))
+        for key in ("nmt_name_or_path", "llm_name_or_path"):  # an explicit base wins over the saved reference
+            name = kwargs.pop(key, None) or resolve_base(getattr(config, key), pretrained_model_name_or_path, key)
+            setattr(config, key, name)
         nmt = M2M100ForConditionalGeneration.from_pretrained(config.nmt_name_or_path, **base_kwargs)
         llm = AutoModelForCausalLM.from_pretrained(config.llm_name_or_path, **base_kwargs)
         check_bases_match(config, nmt.config, llm.config)
@@ -698,6 +705,44 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
                 own[name].copy_(tensor.to(own[name].dtype))
         model.eval()
         return model
+
+
+def base_reference(name_or_path, save_directory):
+    """How a bridge saved in `save_directory` refers to a base: an existing local folder as a path relative to
+    the bridge (`../nmt`), anything else (a Hub id) unchanged."""
+    if name_or_path is None or not os.path.isdir(name_or_path):
+        return name_or_path
+    relative = os.path.relpath(os.path.abspath(name_or_path), os.path.abspath(save_directory))
+    return relative if relative.startswith("..") else os.path.join(".", relative)
+
+
+def resolve_base(name, bridge, key):
+    """Where the base `name` saved in the bridge `bridge` lives: a path is read relative to the bridge's own
+    folder (never the current directory), an absolute path as it is, anything else is a Hub id."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if name is None:
+        raise ValueError(f"bridge {bridge!r} names no base in config.{key}: pass {key}=... to from_pretrained")
+    tried = []
+    if os.path.isabs(name):
+        tried.append(name)
+    elif os.path.isdir(str(bridge)):
+        tried.append(os.path.normpath(os.path.join(str(bridge), name)))
+    for path in tried:
+        if os.path.isdir(path):
+            return path
+    is_path = os.path.isabs(name) or name.startswith(".") or name.count("/") > 1 or os.sep in name.replace("/", "")
+    if not is_path:
+        try:
+            validate_repo_id(name)
+            return name  # a Hub id: from_pretrained resolves it (cache, offline mode, revision) as usual
+        except HFValidationError:
+            pass
+    raise OSError(
+        f"the base {key}={name!r} of bridge {str(bridge)!r} was not found (tried {tried or [name]}); a local base is "
+        f"looked up relative to the bridge's folder. Move the base there, or pass {key}='<folder or Hub id>' to "
+        f"from_pretrained (and save again to store it)"
+    )
 
 
 def shift_right(labels, pad_id: int, start_id: int):

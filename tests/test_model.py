@@ -275,6 +275,43 @@ def test_bridge_only_save_load_in_fresh_process(tiny_bridge, tmp_path):
     assert out["class"] == "XBridgeForConditionalGeneration"
 
 
+def test_local_bases_are_found_from_the_bridge_not_the_working_directory(tiny_bridge, tiny_bases, tmp_path):
+    import shutil
+
+    model, processor = tiny_bridge
+    expected = model.generate(**processor(QUESTIONS, src_lang="swh_Latn"), tgt_lang="swh_Latn", max_new_tokens=6)
+    tree = tmp_path / "tree"  # bases and bridge side by side, as a shipped checkpoint folder holds them
+    for name in ("nmt", "llm"):
+        shutil.copytree(tiny_bases[name], tree / name)
+    moved = XBridgeForConditionalGeneration.from_pretrained(_saved(model, processor, tmp_path / "first"),
+                                                            nmt_name_or_path=str(tree / "nmt"), llm_name_or_path=str(tree / "llm"))
+    moved.save_pretrained(tree / "bridge")
+    processor.save_pretrained(tree / "bridge")
+    config = json.loads((tree / "bridge" / "config.json").read_text())
+    assert (config["nmt_name_or_path"], config["llm_name_or_path"]) == ("../nmt", "../llm")
+    relocated = tmp_path / "elsewhere" / "tree"
+    shutil.move(tree, relocated)  # the whole tree moves; a fresh process in another folder still finds the bases
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+    out = json.loads(run_fresh_python(LOAD_AND_GENERATE.format(repo=str(relocated / "bridge"), questions=QUESTIONS),
+                                      cwd=workdir).splitlines()[-1])
+    assert out["ids"] == expected.tolist()
+    assert out["llm"] == str(relocated / "llm")
+    shutil.rmtree(relocated / "nmt")
+    with pytest.raises(OSError, match=r"nmt_name_or_path='\.\./nmt'.*tried \[.*elsewhere/tree/nmt'\].*pass nmt_name_or_path="):
+        XBridgeForConditionalGeneration.from_pretrained(relocated / "bridge")
+    config["nmt_name_or_path"] = "runs/miniworld/bases/nmt"  # an old bridge's cwd-relative path: not a Hub id either
+    (relocated / "bridge" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(OSError, match=r"'runs/miniworld/bases/nmt'.*not found"):
+        XBridgeForConditionalGeneration.from_pretrained(relocated / "bridge")
+
+
+def _saved(model, processor, folder):
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
 def test_full_checkpoint_roundtrip(tiny_bridge, tmp_path):
     model, processor = tiny_bridge
     batch = processor(QUESTIONS[:2], src_lang="swh_Latn")
