@@ -34,6 +34,22 @@ def tri(tmp_path_factory):
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def tri_ragged(tmp_path_factory):
+    """8 records of very different lengths: 2 optimizer steps per epoch, so a kill after step 3 is mid-epoch."""
+    d = tmp_path_factory.mktemp("runs-data-ragged")
+    with open(os.path.join(ROOT, "data", "flores200_devtest", "eng_Latn.devtest"), encoding="utf-8") as f:
+        en = f.read().splitlines()[:8]
+    with open(os.path.join(ROOT, "data", "flores200_devtest", "swh_Latn.devtest"), encoding="utf-8") as f:
+        sw = f.read().splitlines()[:8]
+    cut = [12, 90, 30, 140, 20, 60, 110, 45]
+    rows = [{"src_text": sw[i][:cut[i]], "src_lang": "swh_Latn", "en_text": en[i][:cut[(i + 3) % 8]],
+             "tgt_text": sw[(i + 1) % 8][:40], "tgt_lang": "swh_Latn"} for i in range(8)]
+    path = d / "tri_ragged.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
 def stage1_args(bases, train_file, out, steps, extra=()):
     return ["stage1", "--config", os.path.join(ROOT, "train", "configs", "stage1.yaml"),
             "--nmt_name_or_path", bases["nmt"], "--llm_name_or_path", bases["llm"], "--train_file", train_file,
@@ -50,9 +66,11 @@ def _python_in_background(code: str, log_path):
                                 stdout=subprocess.DEVNULL, stderr=log)
 
 
-def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_bases, tri, tmp_path):
-    """4 records, 2 per micro-batch, 2 accumulation steps, shuffled data, warmup + linear decay: the resumed run
-    must restore weights, optimizer, scheduler, RNG and data position."""
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_bases, tri_ragged, tmp_path):
+    """8 records of mixed lengths, 2 per micro-batch, 2 accumulation steps, length-grouped batches (the recipe's
+    sampler), warmup + linear decay; killed mid-epoch: the resumed run must restore weights, optimizer, scheduler,
+    RNG and data position."""
+    tri = tri_ragged
     killed = tmp_path / "killed"
     args = stage1_args(tiny_bases, tri, killed, 6, ["--save_strategy", "steps", "--save_steps", "3"])
     # SIGKILL right after checkpoint-3 is written: no clean shutdown, nothing flushed after it. It runs in the

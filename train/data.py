@@ -249,3 +249,18 @@ def prepare(ds: datasets.Dataset, kind: str, lang_codes: Iterable[str], nmt_toke
     if nmt_tokenizer is not None and llm_tokenizer is not None:
         ds = truncate(ds, nmt_tokenizer, llm_tokenizer, name=name, **limits)
     return ds
+
+
+def add_lengths(ds: datasets.Dataset, source_field: str, answer_field: str, nmt_tokenizer, llm_tokenizer,
+                column: str = "length") -> datasets.Dataset:
+    """Add the `column` of record lengths the length-grouped sampler reads: NLLB tokens of the source + LLM tokens
+    of the answer (the two ragged parts of the LLM input; prompts of one stage differ little)."""
+
+    def count(batch):
+        src = nmt_tokenizer(batch[source_field], add_special_tokens=False)["input_ids"]
+        ans = llm_tokenizer(batch[answer_field], add_special_tokens=False)["input_ids"]
+        return {column: [len(a) + len(b) for a, b in zip(src, ans)]}
+
+    if column in ds.column_names:
+        ds = ds.remove_columns(column)
+    return ds.map(count, batched=True, desc="measuring lengths")

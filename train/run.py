@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import yaml
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
-from .data import load_records, prepare
+from .data import add_lengths, load_records, prepare
 from .ot import build_ot_loss
 from .trainer import STAGES, XBridgeCollator, XBridgeTrainer, prepare_bridge_dtypes
 
@@ -121,8 +121,29 @@ def parse_args(command: str, argv: list[str]):
         stage = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--encoder_stage"), None)
         section = f"encoder-only-stage{stage}" if stage else command
     full = (_yaml_to_argv(config, section) if config else []) + argv  # later flags win: the command line overrides
+    full += _bf16_fallback(parser, full)
     xargs, targs = parser.parse_args_into_dataclasses(args=full)
     return xargs, targs
+
+
+def _bf16_fallback(parser, argv: list[str]) -> list[str]:
+    """The recipes ask for bf16 (the paper's). Where no accelerator offers it (a CPU-only machine, a pre-Ampere
+    GPU), TrainingArguments would refuse to start ("Your setup doesn't support bf16/gpu"): train in fp32 instead
+    (bf16 autocast off; bf16 bases loaded in float32) and say so once. `--use_cpu true --bf16 true` keeps CPU bf16
+    (TrainingArguments allows it) for CPUs that are fast at it."""
+    from transformers.utils import is_torch_bf16_gpu_available, is_torch_xla_available  # noqa: PLC0415
+
+    ns, _ = parser.parse_known_args(argv)  # the raw values, before TrainingArguments validates them
+    if not (ns.bf16 or ns.bf16_full_eval) or ns.use_cpu or is_torch_bf16_gpu_available() or is_torch_xla_available():
+        return []
+    extra = ["--bf16", "false", "--bf16_full_eval", "false"]
+    if ns.base_dtype == "bfloat16":
+        extra += ["--base_dtype", "float32"]
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0:
+        logger.warning("bf16 is not available on this machine (no GPU with bf16): training in fp32 instead of the "
+                       "recipe's bf16 (bf16 autocast off%s). Pass --use_cpu true --bf16 true to keep bf16 on the "
+                       "CPU.", ", bases in float32" if ns.base_dtype == "bfloat16" else "")
+    return extra
 
 
 def _stage_key(command: str, xargs) -> str:
@@ -227,6 +248,9 @@ def main(command: str, argv: list[str], callbacks=None):
         ds = prepare(ds, preset["record_kind"], model.config.lang_code_to_id, processor.nmt_tokenizer,
                      processor.llm_tokenizer, name=source, max_source_tokens=xargs.max_source_tokens,
                      max_answer_tokens=xargs.max_answer_tokens, max_target_tokens=xargs.max_target_tokens)
+        if targs.train_sampling_strategy == "group_by_length":
+            ds = add_lengths(ds, preset["source"], preset["answers"], processor.nmt_tokenizer,
+                             processor.llm_tokenizer, column=targs.length_column_name)
     if "_source" in ds.column_names:
         ds = ds.remove_columns("_source")
     collator = XBridgeCollator(processor, stage_key, xargs.instruction, xargs.pad_to_multiple_of)

@@ -10,7 +10,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
+from torch.utils.data import Sampler
 from transformers import Trainer
+from transformers.trainer_pt_utils import get_length_grouped_indices
 
 # What each trainer feeds the model and which weights it trains. `set_stage` is the model's one declared place
 # for trainable parameters; the encoder-only baseline (MindMerger design) trains stage 2's set in both of its
@@ -98,6 +100,51 @@ class XBridgeCollator:
         return batch
 
 
+class LengthGroupedBatchSampler(Sampler):
+    """Indices in micro-batches of similar length (source + answer tokens), the micro-batches in random order,
+    drawn from the seed and the epoch only.
+
+    Why not transformers' own `LengthGroupedSampler` (what `train_sampling_strategy="group_by_length"` builds):
+    - the Trainer gives it no generator, so its order comes from the global torch RNG at the start of each
+      epoch. A run resumed in epoch e starts from the checkpoint's RNG state (or from the seed), not from the state
+      the uninterrupted run had when epoch e began: the data order, hence the weights, would differ after a
+      resume. Here the order is a function of (seed, epoch) and `set_epoch` (called by the Trainer) sets the epoch;
+    - within a mega-batch it yields the micro-batches from the longest to the shortest, so step length and loss
+      scale drift together through the mega-batch. The grouping is transformers' `get_length_grouped_indices`;
+      the order of the micro-batches is then shuffled (the longest first, so an out-of-memory shows at step 1;
+      a short last micro-batch stays last, so the DataLoader's chunks keep matching the groups).
+    """
+
+    def __init__(self, lengths, batch_size: int, group_size: int | None = None, seed: int = 0):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.lengths = [int(n) for n in lengths]
+        self.batch_size = batch_size
+        self.group_size = group_size or batch_size  # transformers groups per optimizer step (batch x accumulation)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = get_length_grouped_indices(self.lengths, self.group_size, generator=g)
+        bs = self.batch_size
+        # Micro-batches of `bs` consecutive indices (the DataLoader cuts the stream the same way).
+        batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+        last = batches.pop() if batches and len(batches[-1]) < bs else []
+        first = []
+        if batches:
+            first = batches.pop(max(range(len(batches)), key=lambda b: max(self.lengths[i] for i in batches[b])))
+        shuffled = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+        batches = [first] + shuffled + [last]
+        return iter([i for b in batches for i in b])
+
+
 class XBridgeTrainer(Trainer):
     """`Trainer` for XBridge stages.
 
@@ -126,6 +173,19 @@ class XBridgeTrainer(Trainer):
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._last_logged = {}
         self.card_info = card_info or {}
+
+    def _get_train_sampler(self, train_dataset=None):
+        # group_by_length: the deterministic sampler above instead of transformers' (resume-safe, shuffled groups).
+        ds = self.train_dataset if train_dataset is None else train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or ds is None:
+            return super()._get_train_sampler(train_dataset)
+        name = self.args.length_column_name
+        if name not in getattr(ds, "column_names", ()):
+            raise ValueError(f"train_sampling_strategy='group_by_length' needs a {name!r} column of record lengths "
+                             f"(train.data.add_lengths adds it); the data has {getattr(ds, 'column_names', None)}")
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return LengthGroupedBatchSampler(ds[name], self.args.train_batch_size,
+                                         self.args.train_batch_size * self.args.gradient_accumulation_steps, seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
