@@ -288,12 +288,26 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         dtype = next(self.encoder_fusion.parameters()).dtype
         return self.encoder_fusion([h.to(dtype) for h in states], attention_mask)
 
+    @staticmethod
+    def _used_answer_columns(answer_ids, answer_mask):
+        """Drop the answer columns that are padding in every row (e.g. a collator's round-up to a multiple of 8):
+        (B, La) -> (B, La') with La' the longest answer of the batch."""
+        if answer_ids is None or answer_mask is None:
+            return answer_ids, answer_mask
+        used = answer_mask.bool().any(0)  # (La,)
+        if bool(used.all()):
+            return answer_ids, answer_mask
+        return answer_ids[:, used], answer_mask[:, used]
+
     def _llm_inputs(self, input_ids, attention_mask, prompt_ids, prompt_mask, answer_ids, answer_mask):
         """Build `[bos, enc_map(src), boundary, prompt, answer]` per row, left-padded as a whole.
 
         Returns inputs_embeds (B, L, d_llm), attention mask (B, L), answer targets (B, L) that hold the
         answer token at answer positions and -100 elsewhere, and a (B, L) mask of the source positions.
+        L is the longest row: no column is padding in every row (the LLM computes nothing for them), and the
+        answer part is cut to the longest answer (`_used_answer_columns`) before it is placed.
         """
+        answer_ids, answer_mask = self._used_answer_columns(answer_ids, answer_mask)
         if input_ids is None or input_ids.shape[0] == 0:
             raise ValueError("empty batch: input_ids must hold at least one example")
         B, device = input_ids.shape[0], input_ids.device
@@ -329,8 +343,11 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         mask, targets, is_source = (torch.cat([p[i] for p in parts], dim=1).long() for i in (1, 2, 3))  # (B, L) each
         # Squeeze out every part's padding: a stable sort on the mask moves padding to the left and keeps the
         # order of real positions, so each row is its unpadded sequence, left-padded (batch == one by one).
-        order = torch.argsort(mask, dim=1, stable=True)
-        embeds = embeds.gather(1, order.unsqueeze(-1).expand_as(embeds))
+        # Each part was padded to its own longest row, so L is the sum of those; the columns left of the longest
+        # row are then padding in every row and are dropped: the LLM's width is the longest row (B, L').
+        width = int(mask.sum(1).max())
+        order = torch.argsort(mask, dim=1, stable=True)[:, mask.shape[1] - width :]  # (B, L')
+        embeds = embeds.gather(1, order.unsqueeze(-1).expand(-1, -1, embeds.shape[-1]))
         return embeds, mask.gather(1, order), targets.gather(1, order), is_source.gather(1, order)
 
     def _capture_module(self, layer: int):
@@ -394,7 +411,10 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
             input_ids, attention_mask, prompt_ids, prompt_attention_mask, answer_ids, answer_attention_mask
         )
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate derives them: left padding is skipped
-        n_answer = 0 if answer_ids is None else answer_ids.shape[1]
+        # Answer columns that are padding in every row are not in the LLM input: the logits and the decoder memory
+        # cover the longest answer of the batch (B, La'), right-aligned as before.
+        used_answer, _ = self._used_answer_columns(answer_ids, answer_attention_mask)
+        n_answer = 0 if answer_ids is None else used_answer.shape[1]
         # Full-vocabulary logits over the answer only when the LLM term counts (not in stage 3).
         want_llm_loss = n_answer > 0 and self.config.lambda_llm != 0
         align = answer_ids is not None and (self.config.lambda_align > 0 or self.config.lambda_lang > 0)
