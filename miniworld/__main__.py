@@ -1,58 +1,75 @@
-"""`python -m miniworld [--fast] [--out runs/miniworld] [--results results/miniworld]`: the main job.
+"""`python -m miniworld [all|bases|ablation|publish] [--fast] [--seeds 0 1 2] [--workers N]`
 
-generate the world -> pretrain both bases -> evaluate the bases -> three XBridge stages -> evaluate every
-system -> write results (markdown, JSON, PNG). Finished steps are reused on a re-run.
-`python -m miniworld ablation [...]`: the ablation table (needs the main job's bases; builds them if absent).
+- all (default), the main job: from the shipped bases (as a user starts from NLLB-200 and an LLM), the three
+  XBridge stages and the encoder-only baseline with every seed, every system evaluated through eval/, results
+  (markdown with intervals, JSON, PNG) in results/miniworld/. `--fast`: the CI variant (fewer steps, three
+  languages, 40 problems, one seed).
+- bases: pretrain both bases from scratch and compare them with the shipped ones (metrics side by side, and
+  whether the weights are identical bit for bit).
+- ablation: every ablation row with the same seeds over the shipped bases (results/miniworld/ablation.md).
+- publish: ship this run's bases (`--what nmt llm`) or seed-0 bridge (`--what bridge`) as the package's checkpoints.
+
+Every job runs with one thread, set once at its start; jobs run side by side (`--workers`, default: the core
+count), which changes only the wall time, never a number. Finished steps are reused on a re-run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import sys
-import time
-
-from .pipeline import Plan, Timer, cpu_seconds, step_base_eval, step_bases, step_generate
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m miniworld", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="all", choices=["all", "bases", "ablation"],
-                        help="all (default): the whole main job; bases: stop after the base models and their eval; "
-                             "ablation: the ablation table")
-    parser.add_argument("--fast", action="store_true", help="the CI variant: smaller world, fewer steps")
+    parser.add_argument("command", nargs="?", default="all", choices=["all", "bases", "ablation", "publish"])
+    parser.add_argument("--fast", action="store_true", help="the CI variant: fewer steps, languages and problems")
     parser.add_argument("--out", default=None, help="work folder (default runs/miniworld or runs/miniworld-fast)")
     parser.add_argument("--results", default=None, help="where tables/plots go (default results/miniworld[-fast])")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="training seeds of every trained system (default 0 1 2; --fast: 0)")
+    parser.add_argument("--workers", type=int, default=None, help="jobs side by side (default: the core count)")
+    parser.add_argument("--what", nargs="+", default=["nmt", "llm"], choices=["nmt", "llm", "bridge"],
+                        help="publish: which checkpoints to ship from this run")
     args = parser.parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    suffix = "-fast" if args.fast else ""
-    plan = Plan.make(args.out or f"runs/miniworld{suffix}", fast=args.fast)
-    results = args.results or f"results/miniworld{suffix}"
-    from pathlib import Path  # noqa: PLC0415
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers {args.workers}: give 1 or more")
 
-    results = Path(results)
-    # the ablation may run beside the main job on the same folder: its own timings file
-    timer = Timer(plan.out, "timings-ablation.json" if args.command == "ablation" else "timings.json")
-    t0 = time.time()
-    timer.run("generate", step_generate, plan)
-    step_bases(plan, timer)
-    base = step_base_eval(plan, timer, results)
-    print(f"English LLM accuracy: {base['llm']['accuracy']:.1f}%  NMT chrF min over pairs: {base['nmt']['min_chrf']:.1f}")
+    import torch  # noqa: PLC0415
+
+    from .jobs import THREADS_PER_JOB  # noqa: PLC0415
+    from .pipeline import Plan, main_job, publish_checkpoints, rebuild_bases  # noqa: PLC0415
+
+    torch.set_num_threads(THREADS_PER_JOB)  # this process's own compute (reports) uses the jobs' thread count
+    suffix = ("-fast" if args.fast else "") + ("-bases" if args.command == "bases" and args.fast else "")
+    plan = Plan.make(args.out or f"runs/miniworld{suffix}", args.results or f"results/miniworld{suffix}", args.fast,
+                     tuple(args.seeds) if args.seeds else None)
     if args.command == "bases":
-        print(f"done in {time.time() - t0:.0f}s; see {results}/base_models.md")
-        return 0
-    from .stages import run_ablation, run_main  # noqa: PLC0415  (phase B: needs train/ and eval/)
+        if args.fast:  # the quick check: a small world, a few steps (the shipped bases come from the full command)
+            from dataclasses import replace  # noqa: PLC0415
 
-    if args.command == "ablation":
-        run_ablation(plan, timer, results)
+            from .bases import BaseConfig  # noqa: PLC0415
+            from .world import WorldConfig  # noqa: PLC0415
+
+            comparison = rebuild_bases(replace(plan, world=WorldConfig.fast()), BaseConfig.fast(), args.workers,
+                                       compare=False)
+        else:
+            comparison = rebuild_bases(plan, workers=args.workers)
+        print(f"see {plan.results / 'base_models.md'}: " + "; ".join(
+            f"{kind}: " + ("no shipped one" if same is None else "identical bit for bit" if same["identical"]
+                           else f"differs (max |diff| {same['max_abs_diff']:.3g})")
+            for kind, same in comparison["identical"].items()))
+    elif args.command == "publish":
+        publish_checkpoints(plan, tuple(args.what))
+        print(f"shipped {args.what} into miniworld/checkpoints/")
+    elif args.command == "ablation":
+        from .ablation import run_ablation  # noqa: PLC0415
+
+        run_ablation(plan, workers=args.workers)
+        print(f"see {plan.results / 'ablation.md'}")
     else:
-        run_main(plan, timer, results)
-    timer.times[f"{args.command}_cpu_seconds"] = round(cpu_seconds(), 1)
-    timer.times[f"{args.command}_wall_seconds"] = round(time.time() - t0, 1)
-    timer.path.write_text(json.dumps(timer.times, indent=1))
-    print(f"done in {time.time() - t0:.0f}s wall, {cpu_seconds():.0f}s CPU; see {results}")
+        main_job(plan, workers=args.workers)
+        print(f"see {plan.results / 'README.md'}")
     return 0
 
 

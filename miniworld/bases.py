@@ -30,8 +30,12 @@ from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
 )
+from transformers.trainer_callback import PrinterCallback
+
+from .jobs import report_progress
 
 from .nllb_tokenizer import train_nllb_tokenizer
 from .world import ENGLISH, LLM_PROMPT
@@ -82,20 +86,40 @@ class BaseConfig:
 
     @classmethod
     def fast(cls) -> BaseConfig:
-        # 2+2 NMT layers: its loss leaves the ~1.7 plateau (before cross-attention aligns) by step ~700, where 3+3
-        # layers were still on it at step 1000. The LLM on the fast world's 1-2-operation problems: 600 steps 57.5%,
-        # 800 90%, 1000 92.5%; a run at 900 steps gave 85% and a bridge that did not transfer (ANALYSIS.md)
-        return cls(nmt_steps=800, nmt_layers=2, llm_steps=1000)
+        """`python -m miniworld bases --fast`: a quick check that pretraining starts and its losses fall (on the
+        small world of `WorldConfig.fast()`), not bases to build on: the shipped ones are those."""
+        return cls(nmt_steps=120, nmt_layers=2, llm_steps=120)
 
 
 def _training_args(out: Path, steps: int, batch: int, lr: float, seed: int) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(out / "trainer"), max_steps=steps, per_device_train_batch_size=batch, learning_rate=lr,
         warmup_steps=0.05, lr_scheduler_type="cosine", weight_decay=0.01, adam_beta2=0.98, max_grad_norm=1.0,
-        logging_steps=max(1, steps // 20), save_strategy="no", report_to=[], use_cpu=True, seed=seed,
+        logging_steps=max(1, steps // 20), save_strategy="no", report_to=[], use_cpu=True, seed=seed, disable_tqdm=True,
         dataloader_num_workers=0, remove_unused_columns=False, train_sampling_strategy="group_by_length",
         length_column_name="length",
     )
+
+
+class _ReportProgress(TrainerCallback):
+    """Posts this base's progress to the job runner's single progress bar (jobs.py)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % max(1, state.max_steps // 100) == 0:
+            report_progress(self.name, state.global_step / state.max_steps)
+
+
+def _fit(name: str, model, args: TrainingArguments, data, collator, callbacks: list | None):
+    """`Trainer.train()` with its log lines kept in `state.log_history` (not printed: one display, jobs.py's)."""
+    trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collator,
+                      callbacks=[_ReportProgress(name), *(callbacks or [])])
+    trainer.remove_callback(PrinterCallback)
+    result = trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return result, losses
 
 
 class _ListDataset(torch.utils.data.Dataset):
@@ -156,15 +180,15 @@ def train_nmt(world_dir: str | Path, out: str | Path, cfg: BaseConfig, callbacks
     args = _training_args(out, cfg.nmt_steps, cfg.nmt_batch, cfg.nmt_lr, cfg.seed)
     collator = DataCollatorForSeq2Seq(tok, model=model, pad_to_multiple_of=8, label_pad_token_id=-100)
     t0 = time.time()
-    result = Trainer(model=model, args=args, train_dataset=data, data_collator=collator, callbacks=callbacks).train()
+    result, losses = _fit("nmt", model, args, data, collator, callbacks)
     model.generation_config = GenerationConfig(
         decoder_start_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id, max_new_tokens=cfg.max_len, num_beams=1,
     )
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    mark_done(out, dict(seconds=time.time() - t0, train_loss=result.training_loss, params=model.num_parameters(),
-                        vocab=len(tok), pairs=len(data), config=asdict(cfg)))
+    mark_done(out, dict(seconds=time.time() - t0, train_loss=result.training_loss, losses=losses,
+                        params=model.num_parameters(), vocab=len(tok), pairs=len(data), config=asdict(cfg)))
     return out
 
 
@@ -245,14 +269,14 @@ def train_llm(world_dir: str | Path, out: str | Path, cfg: BaseConfig, callbacks
     collator = DataCollatorForSeq2Seq(tok, pad_to_multiple_of=8, label_pad_token_id=-100)
     args = _training_args(out, cfg.llm_steps, cfg.llm_batch, cfg.llm_lr, cfg.seed)
     t0 = time.time()
-    result = Trainer(model=model, args=args, train_dataset=data, data_collator=collator, callbacks=callbacks).train()
+    result, losses = _fit("llm", model, args, data, collator, callbacks)
     tok.padding_side = "left"
     model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                                pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=64)
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    mark_done(out, dict(seconds=time.time() - t0, train_loss=result.training_loss, params=model.num_parameters(),
-                        vocab=len(tok), examples=len(data), config=asdict(cfg)))
+    mark_done(out, dict(seconds=time.time() - t0, train_loss=result.training_loss, losses=losses,
+                        params=model.num_parameters(), vocab=len(tok), examples=len(data), config=asdict(cfg)))
     return out
 
 
@@ -271,3 +295,11 @@ def llm_generate(model, tok, prompts: list[str], batch_size: int = 64, max_new_t
 
 def english_prompt(question: str) -> str:
     return LLM_PROMPT.format(question=question)
+
+
+def pretrain(kind: str, world_dir: str | Path, out: str | Path, cfg: BaseConfig) -> str:
+    """One base (`"llm"` or `"nmt"`), as a job of jobs.run_jobs; returns its folder."""
+    trainers = {"llm": train_llm, "nmt": train_nmt}
+    if kind not in trainers:
+        raise ValueError(f"unknown base {kind!r}; known: {sorted(trainers)}")
+    return str(trainers[kind](world_dir, out, cfg))

@@ -1,8 +1,9 @@
-"""Run `eval/` (its loaders, systems, runner, metrics and report) on the mini-world's own test files.
+"""Run `eval/` (its loaders, systems, runner, metrics and report) on the mini-world's own test files, and read
+back per-item outcomes for the intervals (stats.py).
 
 The harness names languages through one table (`eval.languages`); the world's private-use languages are added to
-it at run time (`register_languages`, through `eval.languages.register`), after which its MGSM and FLORES loaders read the world's files as they
-are (`test/mgsm/mgsm_<short>.tsv`, `test/flores/<code>.devtest`). Everything else is eval/'s own code path.
+it at run time (`register_languages`), after which its MGSM and FLORES loaders read the world's files as they are
+(`test/mgsm/mgsm_<short>.tsv`, `test/flores/<code>.devtest`). Everything else is eval/'s own code path.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .world import short_code
+from .world import ENGLISH, short_code
 
 # The bridge and the LLM are trained on the bare question (no instruction line); the harness's default math
 # instruction is switched off with an empty one so every system sees the same question text.
@@ -26,20 +27,73 @@ def register_languages(world_dir: str | Path) -> list[str]:
     for code in codes:
         if code in table.BY_NLLB:
             continue
-        # sacrebleu's char tokenizer for the scripts written without a word tokenizer of their own
         # no Tatoeba/XL-Sum/ROUGE data for them; sacrebleu's 13a splits their space-separated words fine
         table.register(table.Language(short_code(code), code, f"Mini-{short_code(code)}", None, None, None, "13a"))
     return codes
 
 
 def run_benchmark(benchmark: str, system: str, world_dir: str | Path, out: str | Path, langs: list[str],
-                  batch_size: int = 50, max_new_tokens: int = 64, **models) -> dict:
-    """One `python -m eval <benchmark> --system <system>` run on the world's test files (in process)."""
+                  limit: int | None = None, batch_size: int = 50, max_new_tokens: int = 64, **models) -> str:
+    """One `python -m eval <benchmark> --system <system>` run on the world's test files (in process); returns
+    the folder holding its `predictions.jsonl` and `scores.json`."""
     from eval.runner import run  # noqa: PLC0415
 
     register_languages(world_dir)
     source = Path(world_dir) / "test" / ("mgsm" if benchmark == "mgsm" else "flores")
     kind = "math" if benchmark == "mgsm" else "translate"
-    return run(benchmark, system, langs, str(out), source=str(source), batch_size=batch_size, device="cpu",
-               dtype="float32", instruction=NO_INSTRUCTION, max_new_tokens={kind: max_new_tokens}, comet_model=None,
-               directions=["x-en", "en-x"] if benchmark == "flores" else None, **models)
+    run(benchmark, system, langs, str(out), source=str(source), batch_size=batch_size, device="cpu", limit=limit,
+        dtype="float32", instruction=NO_INSTRUCTION, max_new_tokens={kind: max_new_tokens}, comet_model=None,
+        directions=["x-en", "en-x"] if benchmark == "flores" else None, **models)
+    return str(Path(out) / benchmark / system)
+
+
+def _records(run_dir: str | Path) -> list[dict]:
+    with open(Path(run_dir) / "predictions.jsonl", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _item_order(record: dict) -> int:
+    return int(record["id"].rsplit(":", 1)[1])
+
+
+def math_outcomes(run_dir: str | Path) -> dict[str, dict[str, list[float]]]:
+    """{"answer-en" | "answer-x": {lang short code: [1.0/0.0 per problem, in problem order]}}: eval's own answer
+    matching (`eval.metrics.answers_match`), item by item."""
+    from eval.metrics import answers_match  # noqa: PLC0415
+
+    out: dict[str, dict[str, list]] = {}
+    for record in sorted(_records(run_dir), key=lambda r: (r["src_lang"], _item_order(r))):
+        for task, lang in (("answer-en", ENGLISH), ("answer-x", record["tgt_lang"])):
+            prediction = record["predictions"].get(lang)
+            if prediction is None or (task == "answer-x" and lang == ENGLISH):
+                continue
+            out.setdefault(task, {}).setdefault(short_code(record["src_lang"]), []).append(
+                float(answers_match(prediction, record["reference"])))
+    return out
+
+
+def translation_stats(run_dir: str | Path) -> dict[str, dict[str, list[list[float]]]]:
+    """{"x-en" | "en-x": {lang short code: per-sentence chrF++ statistics}} (sacrebleu's sufficient statistics:
+    summed over any set of sentences and scored, they give that set's corpus chrF++)."""
+    import sacrebleu  # noqa: PLC0415
+
+    metric = sacrebleu.CHRF(word_order=2)
+    by_unit: dict[tuple[str, str], list[dict]] = {}
+    for record in _records(run_dir):
+        direction = "x-en" if record["tgt_lang"] == ENGLISH else "en-x"
+        lang = record["src_lang"] if direction == "x-en" else record["tgt_lang"]
+        by_unit.setdefault((direction, short_code(lang)), []).append(record)
+    out: dict[str, dict[str, list]] = {}
+    for (direction, lang), records in sorted(by_unit.items()):
+        records.sort(key=_item_order)
+        hyps = [r["predictions"][r["tgt_lang"]] for r in records]
+        stats = metric._extract_corpus_statistics(hyps, [[r["reference"] for r in records]])  # per sentence
+        out.setdefault(direction, {})[lang] = [list(map(float, s)) for s in stats]
+    return out
+
+
+def chrf_from_stats(summed) -> float:
+    """chrF++ of summed sufficient statistics (the scorer of `translation_stats`)."""
+    import sacrebleu  # noqa: PLC0415
+
+    return sacrebleu.CHRF(word_order=2)._compute_score_from_stats(list(summed)).score

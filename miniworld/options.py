@@ -1,10 +1,10 @@
-"""Issue 8, measure: the bridge options in the mini-world.
+"""The bridge options in the mini-world (issue 8), with seeds and intervals.
 
-`python -m miniworld.options [--out runs/miniworld/options] [--results results/miniworld]`
+`python -m miniworld.options [--seeds 0 1 2] [--workers N] [--out runs/miniworld/options] [--results results/miniworld]`
 
-Five encoder-side variants, each trained with ONE reduced schedule (the main job's stage flags, fewer steps):
-stage 1 from the world's bases, then stage 2 on the task data; evaluated through eval/ as `xbridge-encoder-only`
-(the LLM's English answer, `tgt_lang=None`; stage 3 is not needed for it) on the world's held-out problems.
+Five encoder-side variants, each trained with ONE reduced schedule (the main job's stage flags, fewer steps) on the
+shipped bases, with every seed: stage 1, then stage 2 on the task data; evaluated through eval/ as
+`xbridge-encoder-only` (the LLM's English answer, `tgt_lang=None`; stage 3 is not needed for it).
 
   1. last            - the paper: last NLLB encoder layer, full stage-2 data
   2. global_softmax  - one learned softmax weight per encoder layer (embeddings included)
@@ -13,33 +13,29 @@ stage 1 from the world's bases, then stage 2 on the task data; evaluated through
   5. last, English-only stage 2 - variant 1's stage 1, stage 2 on the English task records only (zero-shot on
                        the other languages)
 
-Writes `options.md` (variant x language, with seen / unseen / low-resource averages), `options.json` and
-`options_layer_weights.png` (the learned fusion weights) into the results folder. Finished runs are reused
-(a `COMPLETED` marker per training folder; eval/ resumes its predictions).
+Writes `options.md` (variant x language with intervals, and each variant minus `last`, paired), `options.json`
+and `options_layer_weights.png` (the learned fusion weights, seed 0). Jobs run side by side with one thread each
+(jobs.py); finished runs are reused.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .bases import is_done, read_jsonl
-from .evaluate import register_languages, run_benchmark
-from .stages import StageSchedule, _common_flags, summarise, train
-from .world import ENGLISH, LOW_RESOURCE, UNSEEN, short_code
-
-REPO = Path(__file__).resolve().parent.parent
-WORLD = REPO / "runs" / "miniworld" / "world"
-BASES = REPO / "runs" / "miniworld" / "bases"
+from . import shipped
+from .bases import read_jsonl
+from .bridge import StageSchedule, common_flags, train
+from .evaluate import register_languages
+from .jobs import Job, Stopwatch, run_jobs
+from .pipeline import Plan, evaluate, outcomes, step_generate, write_run_info
+from .report import AVG, claims_vs, math_estimates, table
+from .world import ENGLISH, short_code
 
 # One schedule for every variant: the main job's batch / lr / warmup / flags, fewer steps (CPU budget).
 SCHEDULE = StageSchedule(stage1=100, stage2=200, stage3=0, batch=32, lr=5e-3, warmup=10)
-
+REFERENCE = "last"
 VARIANTS = {
     # name: (description, stage-1 extra flags, stage-2 data ("full" | "english"), stage 1 shared with)
     "last": ("last encoder layer (the paper), full stage-2 data", [], "full", None),
@@ -53,71 +49,48 @@ VARIANTS = {
 }
 
 
-def log(msg: str) -> None:
-    print(f"[options {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
 def folder_name(name: str) -> str:
     return name.replace(", ", "-").replace(" + ", "-").replace(" ", "-")
 
 
-def english_only_file(out: Path) -> Path:
-    """Stage-2 task records whose source is English, written once into the out folder."""
+def english_only_file(world: Path, out: Path) -> Path:
+    """Stage-2 task records whose source is English, written once (atomically) into the out folder."""
     path = out / "task_eng_Latn.jsonl"
     if not path.exists():
-        rows = [r for r in read_jsonl(WORLD / "task.jsonl") if r["src_lang"] == ENGLISH]
+        out.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with tmp.open("w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            for r in read_jsonl(world / "task.jsonl"):
+                if r["src_lang"] == ENGLISH:
+                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
         tmp.rename(path)
-        log(f"English-only stage-2 data: {len(rows)} records -> {path}")
     return path
 
 
-def run_variant(name: str, out: Path, stage1_ready: dict[str, threading.Event], timings: dict) -> dict:
+def variant_jobs(plan: Plan, name: str, seed: int) -> list[Job]:
+    """Stage 1 (unless shared), stage 2 and the evaluation of one variant and seed."""
     _, s1_extra, data, shared = VARIANTS[name]
-    root = out / folder_name(name)
-    bases = ["--nmt_name_or_path", str(BASES / "nmt"), "--llm_name_or_path", str(BASES / "llm")]
-    t0 = time.time()
-    saved = root / "timings.json"
-    reused = saved.exists() and all(is_done(root / s) for s in ("stage1", "stage2") if s == "stage2" or shared is None)
+    world, root = plan.world_dir, plan.out / f"seed{seed}"
+    bases = ["--nmt_name_or_path", shipped.checkpoint("nmt"), "--llm_name_or_path", shipped.checkpoint("llm")]
+    jobs = []
+    s1 = root / folder_name(shared or name) / "stage1"
     if shared is None:
-        log(f"{name}: stage 1 ({SCHEDULE.stage1} steps{', reused' if is_done(root / 'stage1') else ''})")
-        s1 = train(root / "stage1", ["train", "stage1", "--config", "train/configs/stage1.yaml"],
-                   _common_flags(SCHEDULE, SCHEDULE.stage1, root / "stage1", WORLD / "stage1.jsonl") + bases
-                   + ["--ot_backend", "relaxed"] + s1_extra, threads=1)
-        stage1_ready[name].set()
-    else:
-        log(f"{name}: waiting for {shared!r} stage 1")
-        stage1_ready[shared].wait()
-        s1 = out / folder_name(shared) / "stage1"
-    t1 = time.time()
-    train_file = WORLD / "task.jsonl" if data == "full" else english_only_file(out)
-    log(f"{name}: stage 2 ({SCHEDULE.stage2} steps, {data} data{', reused' if is_done(root / 'stage2') else ''}) from {s1}")
-    s2 = train(root / "stage2", ["train", "stage2", "--config", "train/configs/stage2.yaml"],
-               _common_flags(SCHEDULE, SCHEDULE.stage2, root / "stage2", train_file) + ["--model_name_or_path", str(s1)],
-               threads=1)
-    t2 = time.time()
-    log(f"{name}: evaluating {s2}")
-    langs = [ENGLISH, *register_languages(WORLD)]
-    scores = run_benchmark("mgsm", "xbridge-encoder-only", WORLD, root / "eval", langs, model=str(s2))
-    t3 = time.time()
-    acc = summarise([scores])[scores["system"]]["mgsm:answer-en:accuracy"]
-    if reused:  # a re-run that trained nothing: keep the first run's timings
-        timings[name] = {"eval_s": round(t3 - t2, 1), **json.loads(saved.read_text())}
-    else:
-        timings[name] = dict(stage1_s=round(t1 - t0, 1) if shared is None else 0.0, stage2_s=round(t2 - t1, 1),
-                             eval_s=round(t3 - t2, 1))
-        saved.write_text(json.dumps(timings[name]))
-    log(f"{name}: done in {t3 - t0:.0f}s: {acc}")
-    return dict(model=str(s2), stage1=str(s1), accuracy=acc,
-                losses={s: json.loads((p / "COMPLETED").read_text()).get("losses", {})
-                        for s, p in (("stage1", s1), ("stage2", s2))})
+        jobs.append(Job(f"{name}/s{seed}/stage1", train, (str(s1), ["train", "stage1", "--config", "train/configs/stage1.yaml"],
+                        common_flags(SCHEDULE, SCHEDULE.stage1, s1, world / "stage1.jsonl", seed) + bases
+                        + ["--ot_backend", "relaxed"] + s1_extra), cost=SCHEDULE.stage1 * 0.7))
+    s2 = root / folder_name(name) / "stage2"
+    train_file = world / "task.jsonl" if data == "full" else english_only_file(world, plan.out)
+    jobs.append(Job(f"{name}/s{seed}", train, (str(s2), ["train", "stage2", "--config", "train/configs/stage2.yaml"],
+                    common_flags(SCHEDULE, SCHEDULE.stage2, s2, train_file, seed) + ["--model_name_or_path", str(s1)]),
+                    after=(f"{shared or name}/s{seed}/stage1",), cost=SCHEDULE.stage2 * 0.35))
+    jobs.append(Job(f"{name}/s{seed}/eval", evaluate, ("xbridge-encoder-only", ("mgsm",), str(world),
+                    str(root / folder_name(name) / "eval"), plan.eval_langs(), plan.limit, {}),
+                    after=(f"{name}/s{seed}",), cost=15))
+    return jobs
 
 
 # ------------------------------------------------------------------------------------------- layer weights
-def layer_weights(results: dict) -> dict:
+def layer_weights(results: dict, world: Path) -> dict:
     """global_softmax: softmax(layer_logits); token_softmax: the mean per-layer weight over the real tokens of
     the test questions, per language (and over all languages)."""
     import torch  # noqa: PLC0415
@@ -137,8 +110,8 @@ def layer_weights(results: dict) -> dict:
             continue
         processor = XBridgeProcessor.from_pretrained(path)
         per_lang, total, count = {}, None, 0
-        for code in [ENGLISH, *register_languages(WORLD)]:
-            tsv = WORLD / "test" / "mgsm" / f"mgsm_{short_code(code)}.tsv"
+        for code in [ENGLISH, *register_languages(world)]:
+            tsv = world / "test" / "mgsm" / f"mgsm_{short_code(code)}.tsv"
             texts = [line.split("\t")[0] for line in tsv.read_text(encoding="utf-8").splitlines() if line.strip()][:64]
             batch = processor(texts, src_lang=code, prompt=False)
             with torch.no_grad():
@@ -182,111 +155,39 @@ def plot_layer_weights(weights: dict, path: Path) -> None:
         ax.set_xlabel("NLLB encoder layer (emb = embeddings)")
         ax.set_ylabel("weight")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, metadata={"Software": None})
     plt.close(fig)
 
 
 # ------------------------------------------------------------------------------------------------- report
-def groups() -> dict[str, list[str]]:
-    info = json.loads((WORLD / "world.json").read_text())
-    seen = [short_code(c) for c in info["seen"] if c != LOW_RESOURCE]
-    return dict(seen=seen, unseen=[short_code(UNSEEN)], low_resource=[short_code(LOW_RESOURCE)])
-
-
-def _avg(acc: dict, langs: list[str]):
-    vals = [acc[lang] for lang in langs if lang in acc]
-    return round(sum(vals) / len(vals), 1) if vals else None
-
-
-def reference_rows() -> dict:
-    """The main job's LLM-alone and encoder-only rows (English answer), when its eval folder has them."""
-    refs = {}
-    for system, label in (("direct", "ref: LLM alone (direct)"), ("translate-test", "ref: translate-test"),
-                          ("xbridge-encoder-only", "ref: main-job encoder-only")):
-        path = REPO / "runs" / "miniworld" / "eval" / "mgsm" / system / "scores.json"
-        if path.exists():
-            refs[label] = summarise([json.loads(path.read_text())])[system]["mgsm:answer-en:accuracy"]
-    return refs
-
-
-def write_report(results: dict, weights: dict, timings: dict, out: Path, dest: Path, wall: float, missing: list[str]) -> dict:
+def write_report(plan: Plan, rows: dict[str, list[dict]], weights: dict) -> dict:
+    dest = plan.results
     dest.mkdir(parents=True, exist_ok=True)
-    g = groups()
-    langs = ["en", *g["seen"], *g["unseen"], *g["low_resource"]]
-    rows = {}
-    for name in VARIANTS:
-        if name not in results:
-            continue
-        acc = results[name]["accuracy"]
-        rows[name] = dict(accuracy=acc, seen_avg=_avg(acc, g["seen"]), unseen_avg=_avg(acc, g["unseen"]),
-                          low_resource_avg=_avg(acc, g["low_resource"]),
-                          non_english_avg=_avg(acc, [lang for lang in langs if lang != "en"]))
-    data = dict(schedule=dict(stage1_steps=SCHEDULE.stage1, stage2_steps=SCHEDULE.stage2, batch=SCHEDULE.batch,
-                              lr=SCHEDULE.lr, warmup=SCHEDULE.warmup, base_flags="miniworld.stages._common_flags"),
-                metric="mgsm answer-en accuracy (%), xbridge-encoder-only (LLM English answer), 100 problems per language",
-                groups=g, variants={n: VARIANTS[n][0] for n in VARIANTS}, results=rows,
-                layer_weights=weights, timings_s=timings, wall_s=round(wall, 1), not_finished=missing,
-                runs={n: results[n]["model"] for n in results},
-                final_losses={n: {s: {k: v[-1] for k, v in l.items() if v} for s, l in results[n]["losses"].items()}
-                              for n in results})
-    (dest / "options.json").write_text(json.dumps(data, indent=1, ensure_ascii=False))
-
-    head = ["variant", *langs, "seen avg", "unseen", "low-res", "non-en avg"]
+    columns = [short_code(c) for c in plan.eval_langs()] + [AVG]
+    english = {name: math_estimates(runs, "answer-en") for name, runs in rows.items()}
+    diffs = [d for d in claims_vs(rows, REFERENCE) if d["task"] == "answer-en"]
+    seeds = ", ".join(map(str, plan.seeds))
     lines = ["# Bridge options in the mini-world (issue 8)", "",
              f"English-answer accuracy (%) of the LLM through the bridge (`xbridge-encoder-only`, `tgt_lang=None`) on the "
-             f"world's 100 held-out problems per language. Every variant: stage 1 ({SCHEDULE.stage1} steps) from the "
-             f"world's bases, then stage 2 ({SCHEDULE.stage2} steps), batch {SCHEDULE.batch}, lr {SCHEDULE.lr}, "
-             f"cosine, warmup {SCHEDULE.warmup}, the main job's flags otherwise (a shorter schedule than the main table, "
-             f"so compare rows with each other only). Seen = {', '.join(g['seen'])} (high-resource); unseen = "
-             f"{g['unseen'][0]} (never in any XBridge stage); low-resource = {g['low_resource'][0]} (10% of the data).",
-             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, row in rows.items():
-        acc = row["accuracy"]
-        cells = [name] + [f"{acc[lang]:.0f}" if lang in acc else "-" for lang in langs]
-        cells += [f"{row[k]:.1f}" if row[k] is not None else "-" for k in ("seen_avg", "unseen_avg", "low_resource_avg", "non_english_avg")]
-        lines.append("| " + " | ".join(cells) + " |")
-    refs = reference_rows()
-    if refs:
-        lines += ["", "Reference rows from the main job (its own, longer schedule; context only, not part of the comparison):", "",
-                  "| " + " | ".join(["system", *head[1:]]) + " |", "|" + "---|" * len(head)]
-        for name, acc in refs.items():
-            cells = [name] + [f"{acc[lang]:.0f}" if lang in acc else "-" for lang in langs]
-            cells += [f"{v:.1f}" if v is not None else "-" for v in (_avg(acc, g["seen"]), _avg(acc, g["unseen"]),
-                      _avg(acc, g["low_resource"]), _avg(acc, [lang for lang in langs if lang != "en"]))]
-            lines.append("| " + " | ".join(cells) + " |")
-        data["reference_rows"] = refs
-        (dest / "options.json").write_text(json.dumps(data, indent=1, ensure_ascii=False))
-    if rows:
-        ranked = sorted(rows, key=lambda n: rows[n]["non_english_avg"] or 0, reverse=True)
-        best, ref = ranked[0], rows.get("last")
-        n_x = len(langs) - 1
-        # standard error of a difference of two non-English averages over n_x * 100 problems each
-        p_ = (rows[best]["non_english_avg"] or 0) / 100
-        se = 100 * (2 * p_ * (1 - p_) / (n_x * 100)) ** 0.5
-        lines += ["", "Ranking by non-English average: " + " > ".join(f"{n} ({rows[n]['non_english_avg']:.1f})" for n in ranked)
-                  + "."]
-        if ref is not None and best != "last":
-            gap = rows[best]["non_english_avg"] - ref["non_english_avg"]
-            lines.append(f"{best} vs last: {gap:+.1f} points on the non-English average (standard error of that "
-                         f"difference about {se:.1f} points, so {gap / se:.1f} SE).")
-    lines += ["", "Noise: 100 problems per language, so one cell's binomial standard error is about 3 points at 10-15% "
-              "accuracy and 5 points at 40% (about 1.6 points for the 4-language seen average); differences smaller "
-              "than that are not evidence."]
-    lines += ["", "Variants:"] + [f"- **{n}**: {VARIANTS[n][0]}" for n in VARIANTS]
-    if missing:
-        lines += ["", f"Not finished in the time budget: {', '.join(missing)}."]
-    lines += ["", "## Learned layer weights", "", "![layer weights](options_layer_weights.png)", ""]
+             f"world's held-out problems. Every variant: the shipped bases, seeds {seeds}, stage 1 ({SCHEDULE.stage1} "
+             f"steps), then stage 2 ({SCHEDULE.stage2} steps), batch {SCHEDULE.batch}, lr {SCHEDULE.lr}, the main job's "
+             "flags otherwise (a shorter schedule than the main table: compare rows with each other only). Cells: mean "
+             "± seed sd [95% interval over problems and seeds].", "",
+             *table(english, columns, "variant"), "",
+             f"## Each variant minus `{REFERENCE}`, paired over problems", "",
+             "| variant | scope | difference [95%] | verdict |", "| --- | --- | --- | --- |",
+             *[f"| {d['variant']} | {d['scope']} | {d['text']} | {d['verdict']} |" for d in diffs], "",
+             "Variants:", "", *[f"- **{n}**: {VARIANTS[n][0]}" for n in VARIANTS], "",
+             "## Learned layer weights (seed 0)", "", "![layer weights](options_layer_weights.png)", ""]
     for name, w in weights.items():
         lines.append(f"- {name} (emb, layer 1..N): " + ", ".join(f"{x:.3f}" for x in w["all"]))
-        for lang, lw in w.get("per_language", {}).items():
-            lines.append(f"  - {lang}: " + ", ".join(f"{x:.3f}" for x in lw))
-    lines += ["", "## Timings (s, 2 lanes on a shared 2-core CPU)", "", "| variant | stage 1 | stage 2 | eval |", "|---|---|---|---|"]
-    for name, t in timings.items():
-        lines.append(f"| {name} | {t['stage1_s']} | {t['stage2_s']} | {t['eval_s']} |")
-    lines += ["", f"Wall clock: {wall:.0f} s. Runs under `{out}`; rerun with `python -m miniworld.options`.", ""]
-    (dest / "options.md").write_text("\n".join(lines))
+    (dest / "options.md").write_text("\n".join(lines) + "\n")
     if weights:
         plot_layer_weights(weights, dest / "options_layer_weights.png")
+    data = dict(seeds=list(plan.seeds), schedule=SCHEDULE.__dict__, variants={n: VARIANTS[n][0] for n in VARIANTS},
+                english={n: {l: e.to_dict() for l, e in r.items()} for n, r in english.items()}, differences=diffs,
+                layer_weights=weights)
+    (dest / "options.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     return data
 
 
@@ -294,47 +195,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m miniworld.options", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/miniworld/options")
     parser.add_argument("--results", default="results/miniworld")
-    parser.add_argument("--lanes", type=int, default=2, help="variants trained side by side (one thread each)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workers", type=int, default=None, help="jobs side by side (default: the core count)")
     args = parser.parse_args(argv)
-    out, dest = Path(args.out), Path(args.results)
-    out.mkdir(parents=True, exist_ok=True)
 
     import torch  # noqa: PLC0415
 
-    torch.set_num_threads(1)
-    t0 = time.time()
-    stage1_ready = {name: threading.Event() for name in VARIANTS}
-    timings: dict = {}
-    results: dict = {}
-    lock = threading.Lock()
+    from .jobs import THREADS_PER_JOB  # noqa: PLC0415
 
-    def job(name):
-        try:
-            res = run_variant(name, out, stage1_ready, timings)
-        except Exception as exc:  # one failing variant must not lose the others
-            log(f"{name}: FAILED: {exc!r}")
-            stage1_ready[name].set()
-            return
-        with lock:  # the table grows as variants finish
-            results[name] = res
-            write_report(results, {}, timings, out, dest, time.time() - t0, [n for n in VARIANTS if n not in results])
-
-    log(f"{len(VARIANTS)} variants, {args.lanes} lanes, schedule stage1={SCHEDULE.stage1} stage2={SCHEDULE.stage2}")
-    with ThreadPoolExecutor(max_workers=max(1, args.lanes)) as pool:
-        list(pool.map(job, VARIANTS))
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    log("layer weights")
-    weights = layer_weights(results)
-    missing = [n for n in VARIANTS if n not in results]
-    wall_file, wall = out / "wall.json", time.time() - t0
-    if wall_file.exists() and wall < 120:  # a re-run that reused everything: report the first run's wall clock
-        wall = json.loads(wall_file.read_text())["wall_s"]
-    else:
-        wall_file.write_text(json.dumps(dict(wall_s=round(wall, 1))))
-    data = write_report(results, weights, timings, out, dest, wall, missing)
-    log(f"wrote {dest / 'options.md'} ({time.time() - t0:.0f}s)")
-    print((dest / "options.md").read_text(), flush=True)
-    return 0 if not missing and data else 1
+    torch.set_num_threads(THREADS_PER_JOB)
+    plan = Plan(Path(args.out), Path(args.results), seeds=tuple(args.seeds))
+    clock = Stopwatch()
+    clock.run("generate", step_generate, plan)
+    jobs = [job for seed in plan.seeds for name in VARIANTS for job in variant_jobs(plan, name, seed)]
+    done = clock.run("train_and_evaluate", run_jobs, jobs, args.workers, "options")
+    rows = {name: [outcomes(done[f"{name}/s{seed}/eval"]) for seed in plan.seeds] for name in VARIANTS}
+    weights = layer_weights({n: dict(model=done[f"{n}/s{plan.seeds[0]}"]) for n in ("global_softmax", "token_softmax")},
+                            plan.world_dir)
+    write_report(plan, rows, weights)
+    write_run_info(plan.results, "options", clock.times, args.workers)
+    print((plan.results / "options.md").read_text(), flush=True)
+    return 0
 
 
 if __name__ == "__main__":

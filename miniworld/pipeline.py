@@ -1,25 +1,29 @@
-"""The mini-world main job, step by step; each step writes into its own folder and is skipped when that folder
-holds a completed marker, so a re-run (or a run after a kill) reuses what is finished."""
+"""The mini-world's jobs, end to end. Data flows one way:
+
+    world.py (generate) -> bases.py (pretrain; shipped.py holds the shipped ones) -> bridge.py (XBridge stages,
+    encoder-only) -> evaluate.py (eval/ on the world's test sets) -> stats.py (intervals) -> report.py
+
+`main_job` starts from the shipped bases, as a user starts from NLLB-200 and an LLM, and measures the XBridge part
+with several seeds; `rebuild_bases` pretrains the bases from scratch and compares them with the shipped ones;
+`ablation` trains every ablation row with the same seeds. Independent jobs run side by side (jobs.py); every
+folder holds a `COMPLETED` marker when finished, so a re-run (or a run after a kill) reuses what is done.
+"""
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import platform
-import resource
-import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import torch
-from transformers import TrainerCallback
-
-from . import base_eval
-from .bases import DONE, BaseConfig, is_done, mark_done, train_llm, train_nmt
-from .stages import StageSchedule
-from .world import WorldConfig, generate
+from . import base_eval, shipped
+from .bases import BaseConfig, is_done, mark_done, pretrain
+from .bridge import StageSchedule, encoder_only_jobs, xbridge_jobs
+from .evaluate import math_outcomes, register_languages, run_benchmark, translation_stats
+from .jobs import Job, Stopwatch, run_jobs
+from .world import ENGLISH, LOW_RESOURCE, UNSEEN, WorldConfig, generate
 
 
 @dataclass
@@ -27,73 +31,39 @@ class Plan:
     """Everything that differs between the main job and the fast CI variant."""
 
     out: Path
+    results: Path
     fast: bool = False
-    world: WorldConfig = field(default_factory=WorldConfig)
-    bases: BaseConfig = field(default_factory=BaseConfig)
-    stages: StageSchedule = field(default_factory=StageSchedule)
+    schedule: StageSchedule = field(default_factory=StageSchedule)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    langs: tuple[str, ...] | None = None  # evaluated languages besides English (None: all of the world's)
+    limit: int | None = None  # test items per language (None: all)
+    world: WorldConfig = field(default_factory=WorldConfig)  # the world the shipped bases were trained on
 
     @classmethod
-    def make(cls, out: str | Path, fast: bool = False) -> Plan:
+    def make(cls, out: str | Path, results: str | Path, fast: bool = False, seeds: tuple[int, ...] | None = None) -> Plan:
         if fast:
-            return cls(Path(out), True, WorldConfig.fast(), BaseConfig.fast(), StageSchedule.fast())
-        return cls(Path(out))
+            # three languages (a seen SOV one, the unseen one, the low-resource one), 40 problems each, one seed
+            plan = cls(Path(out), Path(results), True, StageSchedule.fast(), (0,), ("qab_Cyrl", UNSEEN, LOW_RESOURCE), 40)
+        else:
+            plan = cls(Path(out), Path(results))
+        return replace(plan, seeds=tuple(seeds)) if seeds else plan
 
     @property
     def world_dir(self) -> Path:
         return self.out / "world"
 
-    @property
-    def nmt_dir(self) -> Path:
-        return self.out / "bases" / "nmt"
-
-    @property
-    def llm_dir(self) -> Path:
-        return self.out / "bases" / "llm"
-
-
-def _cpu_pressure() -> str | None:
-    """Linux PSI line `some avg10=.. avg60=.. avg300=..`: the share of time runnable tasks waited for a CPU."""
-    try:
-        return Path("/proc/pressure/cpu").read_text().splitlines()[0]
-    except OSError:
-        return None
-
-
-def cpu_seconds() -> float:
-    """CPU time of this process and its finished children (subprocess stages, spawned base trainers): what the
-    job would take on dedicated cores, whatever else the machine was running."""
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    def eval_langs(self) -> list[str]:
+        langs = list(self.langs) if self.langs else register_languages(self.world_dir)
+        return [ENGLISH, *langs]
 
 
 def machine() -> dict:
-    """What the timings were measured on, and how busy it was (shared machines make wall times pessimistic)."""
+    """What a run was measured on (written beside the results, never into them: results must repeat)."""
+    import torch  # noqa: PLC0415
+
     return dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
-                cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
-                load_average_1_5_15min=os.getloadavg() if hasattr(os, "getloadavg") else None,
-                cpu_pressure=_cpu_pressure())
-
-
-class Timer:
-    """Collects wall-clock seconds per step into `<out>/timings.json` (reused steps keep their first time)."""
-
-    def __init__(self, out: Path, name: str = "timings.json"):
-        self.path = out / name
-        self.times = json.loads(self.path.read_text()) if self.path.exists() else {}
-
-    REUSED_BELOW_S = 5.0  # a step this quick was reused from disk: keep the time measured when it ran
-
-    def record(self, name: str, seconds: float) -> None:
-        if seconds > self.REUSED_BELOW_S or name not in self.times:
-            self.times[name] = round(seconds, 1)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.times, indent=1))
-
-    def run(self, name: str, fn, *args, **kwargs):
-        t0 = time.time()
-        result = fn(*args, **kwargs)
-        self.record(name, time.time() - t0)
-        return result
+                cpu_count=os.cpu_count(), torch=torch.__version__,
+                load_average_1_5_15min=os.getloadavg() if hasattr(os, "getloadavg") else None)
 
 
 def step_generate(plan: Plan) -> Path:
@@ -103,55 +73,201 @@ def step_generate(plan: Plan) -> Path:
     return plan.world_dir
 
 
-class _TakeFreedCores(TrainerCallback):
-    """Once the other base has finished (`freed` is set), this one trains on all the cores."""
-
-    def __init__(self, freed):
-        self.freed, self.taken = freed, False
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if not self.taken and self.freed.is_set():
-            torch.set_num_threads(os.cpu_count() or 1)
-            self.taken = True
-
-
-def _train_base(kind: str, world_dir: Path, out: Path, cfg: BaseConfig, threads: int, freed) -> float:
-    """One base in its own process (spawned), with its share of the cores; returns its seconds and sets `freed`."""
-    torch.set_num_threads(threads)
-    t0 = time.time()
-    (train_llm if kind == "llm" else train_nmt)(world_dir, out, cfg, callbacks=[_TakeFreedCores(freed)])
-    freed.set()
-    return time.time() - t0
+# ------------------------------------------------------------------------------------------------ evaluation jobs
+def evaluate(system: str, benchmarks: tuple[str, ...], world: str, out: str, langs: list[str], limit: int | None,
+             models: dict, *trained) -> dict:
+    """One system on the world's test sets (a job); `trained`: the bridge folder of the job it waited for."""
+    if trained:
+        models = {**models, "model": trained[-1]}
+    runs = {}
+    for benchmark in benchmarks:
+        use = [c for c in langs if c != ENGLISH] if benchmark == "flores" else langs
+        runs[benchmark] = run_benchmark(benchmark, system, world, out, use, limit=limit, **models)
+    return runs
 
 
-def step_bases(plan: Plan, timer: Timer) -> tuple[Path, Path]:
-    """The two bases are independent: they train side by side, each on half of the cores (on 2 cores this beats
-    one after the other with 2 threads each, which small matrices cannot keep busy)."""
-    todo = [(kind, d) for kind, d in (("llm", plan.llm_dir), ("nmt", plan.nmt_dir)) if not is_done(d)]
-    if not todo:
-        return plan.nmt_dir, plan.llm_dir
-    threads = max(1, (os.cpu_count() or 2) // len(todo))
-    t0 = time.time()
-    context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager, ProcessPoolExecutor(max_workers=len(todo), mp_context=context) as pool:
-        freed = manager.Event()
-        futures = {kind: pool.submit(_train_base, kind, plan.world_dir, d, plan.bases, threads, freed) for kind, d in todo}
-        for kind, future in futures.items():
-            timer.record(f"pretrain_{kind}", future.result())
-    timer.record("pretrain_bases_wall", time.time() - t0)
-    return plan.nmt_dir, plan.llm_dir
+def outcomes(runs: dict) -> dict:
+    """Per-item outcomes of one evaluation job: {"mgsm": math_outcomes, "flores": translation_stats}."""
+    out = {}
+    if "mgsm" in runs:
+        out["mgsm"] = math_outcomes(runs["mgsm"])
+    if "flores" in runs:
+        out["flores"] = translation_stats(runs["flores"])
+    return out
 
 
-def step_base_eval(plan: Plan, timer: Timer, results: Path) -> dict:
-    out = plan.out / "base_eval"
-    if is_done(out):
-        return json.loads((out / "base_models.json").read_text())
-    res = dict(llm=timer.run("eval_llm", base_eval.eval_llm, plan.llm_dir, plan.world_dir),
-               nmt=timer.run("eval_nmt", base_eval.eval_nmt, plan.nmt_dir, plan.world_dir))
-    res["timings"] = {k: v for k, v in timer.times.items() if k.startswith("pretrain")}
-    res["bases"] = {name: json.loads((d / DONE).read_text()) for name, d in (("llm", plan.llm_dir), ("nmt", plan.nmt_dir))}
-    res["machine"] = machine()
-    base_eval.write_report(res, out)
-    base_eval.write_report(res, results)
-    mark_done(out, {})
-    return res
+def trained_system_jobs(plan: Plan, system: str, seed: int, root: Path, nmt: str, llm: str, tag: str | None = None,
+                        **recipe) -> list[Job]:
+    """Training chain + evaluation of one trained system for one seed; the evaluation job is `<tag>/s<seed>/eval`
+    (tag: the system's name unless given)."""
+    name = f"{tag or system}/s{seed}"
+    folder = root / f"seed{seed}"
+    if system == "xbridge-encoder-only":
+        chain = encoder_only_jobs(name, plan.world_dir, nmt, llm, plan.schedule, folder, seed)
+        benchmarks = ("mgsm",)
+    else:
+        chain = xbridge_jobs(name, plan.world_dir, nmt, llm, plan.schedule, folder, seed, **recipe)
+        benchmarks = ("mgsm", "flores")
+    evaluation = Job(f"{name}/eval", evaluate, (system if system == "xbridge-encoder-only" else "xbridge", benchmarks,
+                                                str(plan.world_dir), str(folder / "eval"), plan.eval_langs(), plan.limit, {}),
+                     after=(name,), cost=60.0 if "flores" in benchmarks else 15.0)
+    return [*chain, evaluation]
+
+
+# ------------------------------------------------------------------------------------------------ the main job
+def main_job(plan: Plan, workers: int | None = None) -> dict:
+    """XBridge and encoder-only with every seed of `plan`, the untrained baselines once, then the report."""
+    from .report import write_main_report  # noqa: PLC0415  (matplotlib only when a report is written)
+
+    clock = Stopwatch()
+    clock.run("generate", step_generate, plan)
+    clock.run("verify_shipped", shipped.verify)
+    nmt, llm = shipped.checkpoint("nmt"), shipped.checkpoint("llm")
+    langs, world, out = plan.eval_langs(), str(plan.world_dir), plan.out / "eval"
+    jobs = [
+        Job("direct/eval", evaluate, ("direct", ("mgsm",), world, str(out), langs, plan.limit, dict(llm=llm)), cost=10),
+        Job("translate-test/eval", evaluate, ("translate-test", ("mgsm",), world, str(out), langs, plan.limit,
+                                              dict(nmt=nmt, llm=llm)), cost=30),
+        Job("nmt/eval", evaluate, ("nmt", ("flores",), world, str(out), langs, plan.limit, dict(nmt=nmt)), cost=20),
+    ]
+    for seed in plan.seeds:
+        jobs += trained_system_jobs(plan, "xbridge", seed, plan.out / "xbridge", nmt, llm)
+        jobs += trained_system_jobs(plan, "xbridge-encoder-only", seed, plan.out / "encoder-only", nmt, llm)
+    results = clock.run("train_and_evaluate", run_jobs, jobs, workers, "main job")
+    per_system = {system: [outcomes(results[f"{system}/s{seed}/eval"]) for seed in plan.seeds]
+                  for system in ("xbridge", "xbridge-encoder-only")}
+    per_system.update({system: [outcomes(results[f"{system}/eval"])] for system in ("direct", "translate-test", "nmt")})
+    losses = {f"xbridge/s{seed}/{stage}": json.loads((plan.out / "xbridge" / f"seed{seed}" / stage / "COMPLETED").read_text())["losses"]
+              for seed in plan.seeds for stage in ("stage1", "stage2", "stage3")}
+    report = clock.run("report", write_main_report, plan, per_system, losses)
+    write_run_info(plan.results, "main", clock.times, workers)
+    return report
+
+
+def write_run_info(results: Path, name: str, times: dict, workers: int | None) -> None:
+    """Wall times and the machine, beside the results (they differ between runs; the results do not)."""
+    from .jobs import THREADS_PER_JOB, default_workers  # noqa: PLC0415
+
+    path = results / "run_info.json"
+    info = json.loads(path.read_text()) if path.exists() else {}
+    info[name] = dict(seconds=times, total_minutes=round(sum(times.values()) / 60, 1), machine=machine(),
+                      workers=workers or default_workers(), threads_per_job=THREADS_PER_JOB)
+    path.write_text(json.dumps(info, indent=1) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------ the bases
+def rebuild_bases(plan: Plan, cfg: BaseConfig | None = None, workers: int | None = None, compare: bool = True) -> dict:
+    """Pretrain both bases from scratch side by side (one job each), evaluate them, and compare with the shipped
+    ones: metrics next to each other, and whether the weights are identical bit for bit."""
+    cfg = cfg or BaseConfig()
+    clock = Stopwatch()
+    clock.run("generate", step_generate, plan)
+    folders = {kind: plan.out / "bases" / kind for kind in ("llm", "nmt")}
+    # expected seconds per step at one thread, for the progress bar's weights only
+    world = str(plan.world_dir)
+    jobs = [Job("llm", pretrain, ("llm", world, str(folders["llm"]), cfg), cost=cfg.llm_steps * 0.2),
+            Job("nmt", pretrain, ("nmt", world, str(folders["nmt"]), cfg), cost=cfg.nmt_steps * 0.29),
+            Job("llm/eval", evaluate_base, ("llm", world, plan.limit), after=("llm",), cost=20),
+            Job("nmt/eval", evaluate_base, ("nmt", world, plan.limit), after=("nmt",), cost=40)]
+    done = clock.run("pretrain_and_evaluate", run_jobs, jobs, workers, "bases")
+    rebuilt = {kind: done[f"{kind}/eval"] for kind in folders}
+    comparison = dict(rebuilt=rebuilt, shipped={}, identical={})
+    for kind, folder in folders.items():
+        if not compare:
+            comparison["identical"][kind] = None
+            continue
+        try:
+            comparison["shipped"][kind] = shipped.metrics(kind)
+            comparison["identical"][kind] = compare_weights(folder, shipped.checkpoint(kind))
+        except FileNotFoundError:
+            comparison["identical"][kind] = None
+    from .report import write_bases_report  # noqa: PLC0415
+
+    write_bases_report(comparison, plan.results)
+    write_run_info(plan.results, "bases", clock.times, workers)
+    return comparison
+
+
+def evaluate_base(kind: str, world: str, limit: int | None, folder: str) -> dict:
+    """A base's own metrics (a job): the LLM's English accuracy or the NMT's chrF per pair; plus its losses."""
+    result = (base_eval.eval_llm if kind == "llm" else base_eval.eval_nmt)(folder, world, limit=limit)
+    result.pop("seconds", None)  # a metric must repeat; seconds do not
+    result["losses"] = json.loads((Path(folder) / "COMPLETED").read_text()).get("losses")
+    return result
+
+
+def compare_weights(a: str | Path, b: str | Path) -> dict:
+    """Bit-for-bit comparison of two checkpoints' weights: identical or not, and the largest difference."""
+    from safetensors.torch import load_file  # noqa: PLC0415
+
+    x, y = load_file(Path(a) / "model.safetensors"), load_file(Path(b) / "model.safetensors")
+    if set(x) != set(y):
+        return dict(identical=False, max_abs_diff=None, note=f"different tensors: {sorted(set(x) ^ set(y))[:5]}")
+    diffs = {k: float((x[k].float() - y[k].float()).abs().max()) if x[k].shape == y[k].shape else float("inf") for k in x}
+    worst = max(diffs, key=diffs.get)
+    return dict(identical=all(x[k].shape == y[k].shape and bool((x[k] == y[k]).all()) for k in x),
+                max_abs_diff=diffs[worst], worst_tensor=worst)
+
+
+# ------------------------------------------------------------------------------------------------ shipping
+REBUILD = {"nmt": "python -m miniworld bases", "llm": "python -m miniworld bases", "bridge": "python -m miniworld"}
+
+
+def publish_checkpoints(plan: Plan, names: tuple[str, ...]) -> None:
+    """Ship this run's bases (`bases`) or its seed-0 bridge (`bridge`) as the package's checkpoints, each with a
+    model card and metrics; the bridge's config then names its bases `../nmt` and `../llm`."""
+    if "nmt" in names or "llm" in names:
+        measured = json.loads((plan.results / "base_models.json").read_text())["rebuilt"]
+    for kind in [n for n in names if n in ("nmt", "llm")]:
+        folder = plan.out / "bases" / kind
+        info = json.loads((folder / "COMPLETED").read_text())
+        metrics = measured[kind]
+        summary = (f"English accuracy {metrics['accuracy']:.1f}% on {metrics['n']} held-out problems" if kind == "llm" else
+                   "chrF per pair: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics["chrf"].items()))
+        card = _card(kind, "an NLLB-architecture translation model (`M2M100ForConditionalGeneration` + `NllbTokenizer`) "
+                     "between English and the six synthetic languages" if kind == "nmt" else
+                     "an English-only Llama-architecture LLM (`LlamaForCausalLM`) that solves the world's word problems "
+                     "step by step", f"{info['params']:,} parameters, {info['config']['nmt_steps' if kind == 'nmt' else 'llm_steps']} "
+                     f"steps, seed {info['config']['seed']}, one thread; final training loss {info['train_loss']:.4f}",
+                     summary, shipped.sha256(folder / "model.safetensors"))
+        shipped.publish(kind, folder, card, dict(metrics, params=info["params"], config=info["config"]))
+    if "bridge" in names:
+        folder = plan.out / "xbridge" / f"seed{plan.seeds[0]}" / "stage3"
+        results = json.loads((plan.results / "results.json").read_text())
+        english = results["math"]["answer-en"]["xbridge"]
+        card = _card("bridge", "the XBridge bridge (stages 1-2-3) between the shipped `xbridge-miniworld/nmt` and "
+                     "`xbridge-miniworld/llm`", f"stage steps {plan.schedule.stage1}/{plan.schedule.stage2}/"
+                     f"{plan.schedule.stage3}, batch {plan.schedule.batch}, lr {plan.schedule.lr}, seed {plan.seeds[0]}",
+                     "English-answer accuracy over the non-English languages, mean over seeds "
+                     f"{results['seeds']}: {english['avg (non-en)']['mean']:.1f}% (95% interval "
+                     f"{english['avg (non-en)']['ci95']}); every table: results/miniworld/README.md",
+                     shipped.sha256(folder / "model.safetensors"))
+        ready = plan.out / "bridge-to-ship"
+        shutil.rmtree(ready, ignore_errors=True)
+        shutil.copytree(folder, ready)
+        config = json.loads((ready / "config.json").read_text())
+        config.update(nmt_name_or_path="../nmt", llm_name_or_path="../llm")  # its shipped bases lie beside it
+        (ready / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        # a few held-out problems and sentences per language, in the world's test formats (the Space's examples)
+        for sub in ("mgsm", "flores"):
+            for path in sorted((plan.world_dir / "test" / sub).iterdir()):
+                lines = path.read_text(encoding="utf-8").splitlines()[:5]
+                (ready / "examples" / sub).mkdir(parents=True, exist_ok=True)
+                (ready / "examples" / sub / path.name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        shipped.publish("bridge", ready, card, dict(english, seed=plan.seeds[0]))
+
+
+def _card(name: str, what: str, training: str, metrics: str, sha: str) -> str:
+    usage = ("from transformers import AutoModel, AutoProcessor\n"
+             "model = AutoModel.from_pretrained(checkpoint(\"xbridge-miniworld/bridge\"), trust_remote_code=True)\n"
+             "processor = AutoProcessor.from_pretrained(checkpoint(\"xbridge-miniworld/bridge\"), trust_remote_code=True)"
+             if name == "bridge" else
+             f"from transformers import AutoModel, AutoTokenizer\nmodel = AutoModel.from_pretrained(checkpoint(\"xbridge-"
+             f"miniworld/{name}\"))\ntokenizer = AutoTokenizer.from_pretrained(checkpoint(\"xbridge-miniworld/{name}\"))")
+    return "\n".join([
+        "---", "library_name: transformers", "license: apache-2.0", "tags: [xbridge, mini-world, synthetic]", "---", "",
+        f"# xbridge-miniworld/{name}", "", f"The mini-world's {what}, trained from scratch on CPU on the world's "
+        "synthetic data (`miniworld/world.py`, seed 0).", "", f"- Training: {training}.", f"- Metrics: {metrics}.",
+        f"- Rebuild: `{REBUILD[name]}` (from a checkout; it reports whether the rebuild is identical bit for bit).",
+        f"- `model.safetensors` SHA-256: `{sha}` (every file: `miniworld/checkpoints/SHA256SUMS`).", "",
+        "```python", "from miniworld.shipped import checkpoint", usage, "```", ""])

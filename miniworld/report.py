@@ -1,4 +1,9 @@
-"""results/: the mini-world's markdown tables, JSON and PNG plots, with the machine they ran on."""
+"""results/: the mini-world's markdown tables, JSON and PNG plots. Every number that people compare carries its
+seed spread and 95% interval (stats.py), and every claim is a paired difference read off its interval.
+
+Files hold only numbers that repeat: the same command on the same machine writes the same bytes (wall times and
+the machine go to `run_info.json`, pipeline.write_run_info).
+"""
 
 from __future__ import annotations
 
@@ -10,19 +15,16 @@ import matplotlib
 matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .pipeline import machine  # noqa: E402
-from .stages import summarise, targets  # noqa: E402
+from . import shipped, stats  # noqa: E402
+from .evaluate import chrf_from_stats  # noqa: E402
 from .world import ENGLISH, LOW_RESOURCE, UNSEEN, short_code  # noqa: E402
 
+EN = short_code(ENGLISH)
 SYSTEM_ORDER = ["direct", "translate-test", "xbridge-encoder-only", "xbridge", "nmt"]
+AVG = "avg (non-en)"
 
 
-def _lang_columns(plan) -> list[str]:
-    info = json.loads((plan.world_dir / "world.json").read_text())
-    return [short_code(ENGLISH)] + [short_code(c) for c in info["languages"]]
-
-
-def _label(lang: str) -> str:
+def label(lang: str) -> str:
     if lang == short_code(UNSEEN):
         return f"{lang} (unseen)"
     if lang == short_code(LOW_RESOURCE):
@@ -30,116 +32,225 @@ def _label(lang: str) -> str:
     return lang
 
 
-def _fmt(v) -> str:
-    return "-" if v is None else f"{v:.1f}"
+# ------------------------------------------------------------------------------------------------ estimates
+def math_groups(per_seed: list[dict], task: str) -> dict[str, list[list[float]]]:
+    """{lang: per-seed item outcomes} for one system and task ("answer-en" / "answer-x")."""
+    langs = per_seed[0].get("mgsm", {}).get(task, {})
+    return {lang: [seed["mgsm"][task][lang] for seed in per_seed] for lang in langs}
 
 
-def markdown_table(rows: dict[str, dict[str, float]], columns: list[str], first: str = "system") -> list[str]:
-    lines = [f"| {first} | " + " | ".join(_label(c) for c in columns) + " | avg (non-en) |",
-             "| --- |" + " --- |" * (len(columns) + 1)]
+def math_estimates(per_seed: list[dict], task: str) -> dict[str, stats.Estimate]:
+    groups = math_groups(per_seed, task)
+    out = {lang: stats.accuracy(values) for lang, values in groups.items()}
+    non_en = [values for lang, values in groups.items() if lang != EN]
+    if non_en:
+        out[AVG] = stats.mean_of(non_en)
+    return out
+
+
+def translation_estimates(per_seed: list[dict], direction: str) -> dict[str, stats.Estimate]:
+    langs = per_seed[0].get("flores", {}).get(direction, {})
+    return {lang: stats.corpus_score([seed["flores"][direction][lang] for seed in per_seed], chrf_from_stats)
+            for lang in langs}
+
+
+def target(diff: stats.Estimate, margin: float) -> str:
+    """One-sided target "A >= B - margin" read off the interval of A - B."""
+    if diff.lo >= -margin:
+        return "met"
+    if diff.hi < -margin:
+        return "missed"
+    return "undecided (interval spans the margin)"
+
+
+def claims(per_system: dict[str, list[dict]]) -> list[dict]:
+    """The comparisons the text makes, each a paired bootstrap difference with its verdict."""
+    out = []
+    xb = per_system.get("xbridge")
+    if not xb:
+        return out
+
+    def add(claim, a_groups, b_groups, margin=None, scope=AVG):
+        diff = stats.difference(a_groups, b_groups)
+        verdict = stats.verdict(diff) if margin is None else target(diff, margin)
+        out.append(dict(claim=claim, scope=scope, difference=diff.to_dict(), text=diff.fmt(), verdict=verdict))
+
+    xb_en, xb_x = math_groups(xb, "answer-en"), math_groups(xb, "answer-x")
+    langs = [lang for lang in xb_en if lang != EN]
+    for other in ("direct", "translate-test", "xbridge-encoder-only"):
+        if other in per_system:
+            groups = math_groups(per_system[other], "answer-en")
+            add(f"xbridge - {other}, English answer", [xb_en[l] for l in langs], [groups[l] for l in langs])
+            for lang in langs:
+                add(f"xbridge - {other}, English answer", [xb_en[lang]], [groups[lang]], scope=label(lang))
+    if "direct" in per_system:
+        llm_en = math_groups(per_system["direct"], "answer-en")[EN]  # the LLM alone on the English problems
+        for lang in langs:  # problem i is the same problem in every language: paired
+            margin = 10 if lang in (short_code(UNSEEN), short_code(LOW_RESOURCE)) else 5
+            add(f"xbridge English answer >= LLM's English accuracy - {margin}", [xb_en[lang]], [llm_en], margin, label(lang))
+    for lang in langs:
+        if lang in xb_x:
+            add("xbridge answer in the question's language >= its English answer - 5", [xb_x[lang]], [xb_en[lang]], 5,
+                label(lang))
+    return out
+
+
+def claims_vs(rows: dict[str, list[dict]], reference: str) -> list[dict]:
+    """Each row minus the reference row (paired over problems): on the non-English average, the unseen and the
+    low-resource language, for both answers where both rows have them."""
+    out = []
+    scopes = [AVG, short_code(UNSEEN), short_code(LOW_RESOURCE)]
+    for task in ("answer-en", "answer-x"):
+        ref = math_groups(rows[reference], task)
+        for name, runs in rows.items():
+            groups = math_groups(runs, task)
+            if name == reference or not groups or not ref:
+                continue
+            for scope in scopes:
+                langs = [l for l in groups if l != EN] if scope == AVG else [scope]
+                if not all(l in groups and l in ref for l in langs):
+                    continue
+                diff = stats.difference([groups[l] for l in langs], [ref[l] for l in langs])
+                out.append(dict(variant=name, task=task, scope=label(scope), difference=diff.to_dict(), text=diff.fmt(),
+                                verdict=stats.verdict(diff)))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ markdown
+def table(rows: dict[str, dict[str, stats.Estimate]], columns: list[str], first: str = "system") -> list[str]:
+    lines = [f"| {first} | " + " | ".join(label(c) for c in columns) + " |", "| --- |" + " --- |" * len(columns)]
     for name, values in rows.items():
-        non_en = [values[c] for c in columns if c != "en" and values.get(c) is not None]
-        avg = sum(non_en) / len(non_en) if non_en else None
-        lines.append(f"| {name} | " + " | ".join(_fmt(values.get(c)) for c in columns) + f" | {_fmt(avg)} |")
+        lines.append(f"| {name} | " + " | ".join(values[c].fmt() if c in values else "-" for c in columns) + " |")
     return lines
 
 
-def bar_chart(rows: dict[str, dict[str, float]], columns: list[str], title: str, path: Path) -> None:
+def per_seed_table(per_system: dict[str, list[dict]], seeds: tuple[int, ...]) -> list[str]:
+    lines = ["| system | " + " | ".join(f"seed {s}" for s in seeds) + " |", "| --- |" + " --- |" * len(seeds)]
+    for system, runs in per_system.items():
+        if len(runs) != len(seeds):
+            continue
+        for task in ("answer-en", "answer-x"):
+            groups = math_groups(runs, task)
+            non_en = [v for lang, v in groups.items() if lang != EN]
+            if non_en:
+                means = [100 * sum(sum(g[s]) / len(g[s]) for g in non_en) / len(non_en) for s in range(len(seeds))]
+                lines.append(f"| {system} ({task}) | " + " | ".join(f"{m:.1f}" for m in means) + " |")
+    return lines
+
+
+def bar_chart(rows: dict[str, dict[str, stats.Estimate]], columns: list[str], title: str, path: Path, ymax=100) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(columns)), 3.6))
     width = 0.8 / max(1, len(rows))
     for i, (name, values) in enumerate(rows.items()):
-        xs = [j + i * width for j in range(len(columns))]
-        ax.bar(xs, [values.get(c) or 0 for c in columns], width, label=name)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(columns))], [_label(c) for c in columns], fontsize=8)
-    ax.set_ylim(0, 100)
-    ax.set_title(title, fontsize=10)
+        xs = [j + i * width for j in range(len(columns)) if columns[j] in values]
+        est = [values[c] for c in columns if c in values]
+        ax.bar(xs, [e.mean for e in est], width, label=name,
+               yerr=[[e.mean - e.lo for e in est], [e.hi - e.mean for e in est]], capsize=2)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(columns))], [label(c) for c in columns], fontsize=8)
+    ax.set_ylim(0, ymax)
+    ax.set_title(title + " (bars: 95% interval)", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
 
 
 def loss_chart(losses: dict[str, dict[str, list[float]]], path: Path) -> None:
-    fig, axes = plt.subplots(1, len(losses), figsize=(4 * len(losses), 3))
-    for ax, (stage, terms) in zip(axes if len(losses) > 1 else [axes], losses.items()):
-        for term, values in terms.items():
-            if term != "loss":
-                ax.plot(values, label=term)
+    stages = sorted({key.rsplit("/", 1)[1] for key in losses})
+    fig, axes = plt.subplots(1, len(stages), figsize=(4 * len(stages), 3), squeeze=False)
+    for ax, stage in zip(axes[0], stages):
+        for key, terms in losses.items():
+            if key.endswith("/" + stage):
+                for term, values in terms.items():
+                    if term != "loss":
+                        ax.plot(values, label=f"{term} {key.split('/')[1]}", alpha=0.8)
         ax.set_title(stage, fontsize=9)
         ax.set_xlabel("log step")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
 
 
-def write_main_report(plan, runs: list[dict], losses: dict, times: dict, results: Path) -> dict:
+def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> dict:
+    results = plan.results
     results.mkdir(parents=True, exist_ok=True)
-    table = summarise(runs)
-    base = json.loads((plan.out / "base_eval" / "base_models.json").read_text())
-    columns = _lang_columns(plan)
-    seen = [c for c in columns if c not in ("en",)]
-    checks = targets(table, seen)
-    order = [s for s in SYSTEM_ORDER if s in table]
-    en_rows = {s: table[s].get("mgsm:answer-en:accuracy", {}) for s in order if "mgsm:answer-en:accuracy" in table[s]}
-    x_rows = {s: table[s].get("mgsm:answer-x:accuracy", {}) for s in order if "mgsm:answer-x:accuracy" in table[s]}
-    tr_rows = {f"{s} {d}": table[s].get(f"flores:{d}:chrF++", {}) for s in order for d in ("x-en", "en-x")
-               if f"flores:{d}:chrF++" in table[s]}
-    # wall clock of the main job = its sequential parts (the parallel parts' own times are listed below)
-    total = sum(times.get(k, 0) for k in ("generate", "pretrain_bases_wall", "eval_llm", "eval_nmt", "phase_b_wall"))
-    lines = ["# Mini-world results", "",
-             f"Main job (`python -m miniworld{' --fast' if plan.fast else ''}`): {total / 60:.1f} min wall clock in all.",
-             f"Unseen language (no XBridge stage saw it): `{UNSEEN}`; low-resource: `{LOW_RESOURCE}`.", "",
-             "## Math: accuracy of the English answer (LLM output)", "", *markdown_table(en_rows, columns), "",
-             "## Math: accuracy of the answer in the question's language (decoder output)", "",
-             *markdown_table(x_rows, columns), "",
-             "## Translation: chrF++ on held-out sentences", "", *markdown_table(tr_rows, columns[1:], "system / direction"), "",
-             "## Base models", "",
-             f"English LLM alone: {base['llm']['accuracy']:.1f}% (by operations: "
-             + ", ".join(f"{k}: {v:.0f}%" for k, v in base["llm"]["accuracy_by_ops"].items()) + ").",
-             "NMT chrF per pair: " + ", ".join(f"{k} {v:.1f}" for k, v in base["nmt"]["chrf"].items()) + ".", "",
-             "## Targets of issue 5", "",
-             "Reference of the first rows: `direct` on English (the LLM alone, through the same harness).", "",
-             "| target | lang | value | reference | met |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {c['target']} | {c['lang']} | {_fmt(c['value'])} | {_fmt(c['reference'])} | {'yes' if c['met'] else 'NO'} |"
-              for c in checks]
-    lines += ["", "## Stage losses (first -> last logged)", ""]
-    for stage, terms in losses.items():
-        lines.append(f"- {stage}: " + ", ".join(f"{k} {v[0]:.3f} -> {v[-1]:.3f}" for k, v in terms.items() if v))
-    lines += ["", "## Timings (seconds)", "", *[f"- {k}: {v}" for k, v in times.items()], "",
-              "## Machine", "", "```", json.dumps(machine(), indent=1), "```", "",
-              "Plots: `math_en.png`, `math_x.png`, `translation.png`, `losses.png`."]
+    columns = [short_code(c) for c in plan.eval_langs()] + [AVG]
+    order = [s for s in SYSTEM_ORDER if s in per_system]
+    math = {task: {s: math_estimates(per_system[s], task) for s in order} for task in ("answer-en", "answer-x")}
+    math = {task: {s: v for s, v in rows.items() if v} for task, rows in math.items()}
+    translation = {f"{s} {d}": translation_estimates(per_system[s], d) for s in order for d in ("x-en", "en-x")}
+    translation = {k: v for k, v in translation.items() if v}
+    checks = claims(per_system)
+    base = {kind: shipped.metrics(kind) for kind in ("llm", "nmt")}
+    seeds = ", ".join(map(str, plan.seeds))
+    lines = [
+        "# Mini-world results", "",
+        f"`python -m miniworld{' --fast' if plan.fast else ''}`: the shipped bases (`xbridge-miniworld/nmt`, "
+        f"`xbridge-miniworld/llm`), XBridge and encoder-only trained with seeds {seeds}, stage steps "
+        f"{plan.schedule.stage1}/{plan.schedule.stage2}/{plan.schedule.stage3} (encoder-only "
+        f"{plan.schedule.enc_only1}/{plan.schedule.enc_only2}), batch {plan.schedule.batch}, lr {plan.schedule.lr}; "
+        f"{plan.limit or 'all'} held-out items per language.",
+        f"Unseen language (no XBridge stage saw it): `{UNSEEN}`; low-resource: `{LOW_RESOURCE}`.", "",
+        "Cells: mean over seeds ± standard deviation of the per-seed scores [95% bootstrap interval over items and "
+        "seeds]. Untrained systems (direct, translate-test, nmt) have one run: their interval is over items only.", "",
+        "## Math: accuracy of the English answer (LLM output)", "", *table(math["answer-en"], columns), "",
+        "## Math: accuracy of the answer in the question's language (decoder output)", "",
+        *table(math.get("answer-x", {}), columns), "",
+        "## Translation: chrF++ on held-out sentences", "", *table(translation, columns[1:-1], "system / direction"), "",
+        "## Per seed (average over the non-English languages)", "", *per_seed_table(per_system, plan.seeds), "",
+        "## Claims, judged on paired intervals", "",
+        "A - B in points [95% interval]; `higher` / `lower` only when the interval excludes 0, targets `met` only "
+        "when the interval clears the margin.", "",
+        "| claim | scope | A - B | verdict |", "| --- | --- | --- | --- |",
+        *[f"| {c['claim']} | {c['scope']} | {c['text']} | {c['verdict']} |" for c in checks], "",
+        "## Base models (shipped)", "",
+        f"English LLM alone: {base['llm']['accuracy']:.1f}% on {base['llm']['n']} held-out English problems. "
+        "NMT chrF per pair: " + ", ".join(f"{k} {v:.1f}" for k, v in base["nmt"]["chrf"].items()) + ".", "",
+        "## Stage losses (first -> last logged)", "",
+        *[f"- {stage}: " + ", ".join(f"{k} {v[0]:.3f} -> {v[-1]:.3f}" for k, v in terms.items() if v)
+          for stage, terms in losses.items()], "",
+        "Plots: `math_en.png`, `math_x.png`, `translation.png`, `losses.png`. Wall times and the machine: `run_info.json`.",
+    ]
     (results / "README.md").write_text("\n".join(lines) + "\n")
-    bar_chart(en_rows, columns, "English answer accuracy (%)", results / "math_en.png")
-    bar_chart(x_rows, columns, "Answer accuracy in the question's language (%)", results / "math_x.png")
-    if tr_rows:
-        bar_chart(tr_rows, columns[1:], "chrF++", results / "translation.png")
+    bar_chart(math["answer-en"], columns, "English answer accuracy (%)", results / "math_en.png")
+    if math.get("answer-x"):
+        bar_chart(math["answer-x"], columns, "Answer accuracy in the question's language (%)", results / "math_x.png")
+    if translation:
+        bar_chart(translation, columns[1:-1], "chrF++", results / "translation.png")
     loss_chart(losses, results / "losses.png")
-    out = dict(table=table, targets=checks, losses=losses, timings=times, base=base, machine=machine())
-    (results / "results.json").write_text(json.dumps(out, indent=1, ensure_ascii=False))
+    out = dict(seeds=list(plan.seeds), schedule=plan.schedule.__dict__, limit=plan.limit,
+               math={task: {s: {lang: e.to_dict() for lang, e in rows.items()} for s, rows in by.items()}
+                     for task, by in math.items()},
+               translation={k: {lang: e.to_dict() for lang, e in rows.items()} for k, rows in translation.items()},
+               claims=checks, losses=losses, bases={kind: {k: v for k, v in m.items() if k != "losses"} for kind, m in base.items()})
+    (results / "results.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     return out
 
 
-def write_ablation_report(plan, rows: dict[str, dict], ablations: dict, results: Path, schedule) -> dict:
+def write_bases_report(comparison: dict, results: Path) -> None:
+    """`base_models.md` / `base_models.json`: the rebuilt bases' metrics beside the shipped ones'."""
     results.mkdir(parents=True, exist_ok=True)
-    columns = _lang_columns(plan)
-    en_rows, x_rows = {}, {}
-    for name, scores in rows.items():
-        table = summarise([scores])[scores["system"]]
-        en_rows[name] = table.get("mgsm:answer-en:accuracy", {})
-        x_rows[name] = table.get("mgsm:answer-x:accuracy", {})
-    lines = ["# Mini-world ablation", "",
-             f"Every row: the main job's bases, stage steps {schedule.stage1}/{schedule.stage2}/{schedule.stage3} "
-             f"(encoder-only {schedule.enc_only1}/{schedule.enc_only2}), batch {schedule.batch}, lr {schedule.lr}.", "",
-             "English answer accuracy (LLM output):", "", *markdown_table(en_rows, columns, "variant"),
-             "", "Answer accuracy in the question's language (decoder output; encoder-only has none):", "",
-             *markdown_table({k: v for k, v in x_rows.items() if v}, columns, "variant"), "", "Variants:", ""]
-    lines += [f"- **{name}**: {desc}" for name, (desc, _) in ablations.items() if name in rows]
-    lines += ["- **no decoder (encoder-only)**: the MindMerger design, `python -m train encoder-only` stages 1-2", "",
-              "## Machine", "", "```", json.dumps(machine(), indent=1), "```"]
-    (results / "ablation.md").write_text("\n".join(lines) + "\n")
-    bar_chart(x_rows, columns, "Ablation: answer accuracy in the question's language (%)", results / "ablation_x.png")
-    bar_chart(en_rows, columns, "Ablation: English answer accuracy (%)", results / "ablation_en.png")
-    out = dict(english=en_rows, question_language=x_rows, machine=machine())
-    (results / "ablation.json").write_text(json.dumps(out, indent=1, ensure_ascii=False))
-    return out
+    rebuilt, ship, same = comparison["rebuilt"], comparison["shipped"], comparison["identical"]
+
+    def both(kind, get):
+        new = get(rebuilt[kind])
+        old = get(ship[kind]) if kind in ship else None
+        return f"{new:.1f} | " + ("-" if old is None else f"{old:.1f}")
+
+    lines = ["# Mini-world base models: rebuilt vs shipped", "", "`python -m miniworld bases` pretrains both bases "
+             "from scratch (one thread each, side by side) and compares them with the shipped checkpoints.", "",
+             "| metric | rebuilt | shipped |", "| --- | --- | --- |",
+             f"| English LLM accuracy (%), {rebuilt['llm']['n']} problems | {both('llm', lambda m: m['accuracy'])} |"]
+    lines += [f"| NMT chrF {pair} | {both('nmt', lambda m, p=pair: m['chrf'][p])} |" for pair in rebuilt["nmt"]["chrf"]]
+    lines += ["", "Weights:", ""]
+    for kind, result in same.items():
+        if result is None:
+            lines.append(f"- {kind}: no shipped checkpoint to compare with")
+        elif result["identical"]:
+            lines.append(f"- {kind}: **identical bit for bit** to the shipped checkpoint on this machine")
+        else:
+            lines.append(f"- {kind}: differs from the shipped checkpoint (largest difference {result['max_abs_diff']:.3g} "
+                         f"in `{result.get('worst_tensor')}`): another CPU type or library version; compare the metrics")
+    (results / "base_models.md").write_text("\n".join(lines) + "\n")
+    (results / "base_models.json").write_text(json.dumps(comparison, indent=1, ensure_ascii=False) + "\n")

@@ -1,7 +1,7 @@
 """Gradio Space: ask an XBridge checkpoint a question in one language, get answers in several others.
 
 The checkpoint is a Hub id or a local folder, from `--model`, the `XBRIDGE_MODEL` environment variable, or the
-mini-world bridge that `python -m miniworld` writes. Everything is loaded through the Auto classes with
+mini-world bridge shipped with the package (`miniworld/checkpoints/bridge`, served right after install). Everything is loaded through the Auto classes with
 `trust_remote_code=True`, so the Space needs only the checkpoint, not this repository's code.
 
 Run: `python -m space [--model PATH_OR_ID] [--port N]` or `python space/app.py`.
@@ -24,9 +24,8 @@ except ImportError:
     import languages
 
 ROOT = Path(__file__).resolve().parents[1]
-# The mini-world bridge of `python -m miniworld`: its folder, or the last stage's folder inside it.
-DEFAULT_MODEL = ROOT / "runs" / "miniworld" / "xbridge"
-DEFAULT_CANDIDATES = [DEFAULT_MODEL, DEFAULT_MODEL / "stage3"]
+# The shipped mini-world bridge (`xbridge-miniworld/bridge`; its bases lie beside it), found from any folder.
+DEFAULT_MODEL = ROOT / "miniworld" / "checkpoints" / "bridge"
 DATA = ROOT / "data"
 ENGLISH = "eng_Latn"
 MAX_TARGETS = 4  # output slots on the page; also the most target languages one request may ask for
@@ -44,7 +43,7 @@ def model_id_from(cli_value: str | None = None) -> str:
     chosen = cli_value or os.environ.get("XBRIDGE_MODEL")
     if chosen:
         return str(chosen)
-    return str(next((c for c in DEFAULT_CANDIDATES if (c / "config.json").exists()), DEFAULT_MODEL))
+    return str(DEFAULT_MODEL)
 
 
 def looks_local(model_id: str) -> bool:
@@ -58,9 +57,10 @@ def missing_checkpoint_help(model_id: str) -> str | None:
         return None
     default = Path(model_id).resolve() == DEFAULT_MODEL.resolve()
     build = (
-        "The default checkpoint is the mini-world bridge, and it has not been built yet. Build it from the "
-        "repository root (CPU, minutes):\n\n```bash\npython -m miniworld\n```\n\nthen reload this page "
-        "(restart the app). " if default else ""
+        "The default checkpoint is the mini-world bridge shipped with the package, and this install lacks it. "
+        "Install from a full checkout (`pip install -e .`), or train and ship one from the repository root "
+        "(CPU, minutes):\n\n```bash\npython -m miniworld && python -m miniworld publish --what bridge\n```\n\n"
+        "then restart the app. " if default else ""
     )
     return (
         f"### No XBridge checkpoint at `{model_id}`\n\n{build}Or point the app at any XBridge checkpoint, "
@@ -216,12 +216,12 @@ MGSM_FILES = {"bn": "ben_Beng", "de": "deu_Latn", "es": "spa_Latn", "fr": "fra_L
 
 
 def example_sources() -> list[tuple[str, Path, Path]]:
-    """(kind, file, language code) candidates: the vendored MGSM / FLORES, and any mini-world test sets
-    (same formats, files named by code) under runs/miniworld."""
+    """(kind, file, language code) candidates: the vendored MGSM / FLORES, the shipped mini-world bridge's own
+    examples and any mini-world test sets under runs/miniworld (same formats, MGSM files named by short code)."""
     found = [("math", p, MGSM_FILES[p.stem.split("_", 1)[1]]) for p in sorted((DATA / "mgsm").glob("mgsm_*.tsv"))
              if p.stem.split("_", 1)[1] in MGSM_FILES]
     found += [("text", p, p.name.split(".")[0]) for p in sorted((DATA / "flores200_devtest").glob("*.devtest"))]
-    for test in sorted((ROOT / "runs" / "miniworld").glob("**/test")):
+    for test in [*sorted((ROOT / "runs" / "miniworld").glob("**/test")), DEFAULT_MODEL / "examples"]:
         texts = sorted(test.glob("flores/*.devtest"))
         found += [("text", p, p.name.split(".")[0]) for p in texts]
         # MGSM files are named by short code (mgsm_qaa.tsv); the FLORES names give the full codes
@@ -366,7 +366,7 @@ def build_demo(model_id: str | None = None) -> gr.Blocks:
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m space", description="XBridge Gradio Space")
     parser.add_argument("--model", help="Hub id or local folder of an XBridge checkpoint "
-                                        f"(default: $XBRIDGE_MODEL, else {DEFAULT_MODEL.relative_to(ROOT)})")
+                                        f"(default: $XBRIDGE_MODEL, else the shipped {DEFAULT_MODEL.relative_to(ROOT)})")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     args = parser.parse_args(argv)

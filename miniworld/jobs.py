@@ -1,0 +1,121 @@
+"""The one place where the mini-world runs things side by side.
+
+A job is independent work with a result of its own (one base, one seed's bridge stages, one system's evaluation).
+Each runs in its own process whose thread count is set once, at its start, to `THREADS_PER_JOB`, so a job computes
+exactly the same numbers whichever worker runs it, whenever it starts and whatever else the machine is doing.
+Parallelism is only ever across jobs (`workers`), never inside one job's numerics.
+
+One progress display: a single tqdm bar over all jobs (weighted by their expected cost), its postfix naming what
+is running; jobs' own progress bars are off and the training subprocesses write their logs to files.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue as queue_module
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Callable
+
+from tqdm.auto import tqdm
+
+# One thread per job: the numbers then do not depend on the machine's core count either (only on its CPU type).
+THREADS_PER_JOB = 1
+# Environment of every job process and of the training subprocesses they start (read once, at their start).
+JOB_ENV = {"OMP_NUM_THREADS": str(THREADS_PER_JOB), "MKL_NUM_THREADS": str(THREADS_PER_JOB), "TQDM_DISABLE": "1",
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "warning"}
+
+_progress = None  # in a job process: the queue the parent reads progress from
+
+
+@dataclass
+class Job:
+    name: str
+    fn: Callable  # a module-level function (it is pickled into the job process)
+    args: tuple = ()
+    after: tuple[str, ...] = ()  # jobs whose results this one needs; their results are appended to `args`
+    cost: float = 1.0  # expected share of the work, for the progress bar only
+    extra: dict = field(default_factory=dict)
+
+
+def _start_job_process(threads: int, progress) -> None:
+    global _progress
+    os.environ.update(JOB_ENV)
+    import torch  # noqa: PLC0415
+
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415
+
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+    hf_logging.disable_progress_bar()  # its loading/saving bars would break the runner's single display
+    _progress = progress
+
+
+def report_progress(name: str, fraction: float) -> None:
+    """From inside a job: how far it is (0..1); shown on the parent's single bar."""
+    if _progress is not None:
+        _progress.put((name, fraction))
+
+
+def default_workers() -> int:
+    """As many jobs at a time as the machine has cores (1 thread each); only wall time depends on it."""
+    return max(1, os.cpu_count() or 1)
+
+
+def run_jobs(jobs: list[Job], workers: int | None = None, desc: str = "jobs") -> dict:
+    """Run `jobs` (respecting `after`), `workers` at a time; returns {name: result}. A failed job raises here."""
+    names = [job.name for job in jobs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"job names must be unique: {names}")
+    unknown = {dep for job in jobs for dep in job.after} - set(names)
+    if unknown:
+        raise ValueError(f"jobs depend on unknown jobs {sorted(unknown)}; known: {names}")
+    workers = workers or default_workers()
+    results: dict = {}
+    pending = {job.name: job for job in jobs}
+    fractions = {job.name: 0.0 for job in jobs}
+    total = sum(job.cost for job in jobs)
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, tqdm(total=round(total, 2), desc=desc, unit="job",
+                                             bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}") as bar:
+        progress = manager.Queue()
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_job_process,
+                                 initargs=(THREADS_PER_JOB, progress)) as pool:
+            running = {}
+            while pending or running:
+                for name, job in list(pending.items()):
+                    if all(dep in results for dep in job.after) and len(running) < workers:
+                        args = job.args + tuple(results[dep] for dep in job.after)
+                        running[pool.submit(job.fn, *args, **job.extra)] = name
+                        del pending[name]
+                done, _ = wait(running, timeout=2.0, return_when=FIRST_COMPLETED)
+                for future in done:
+                    name = running.pop(future)
+                    results[name] = future.result()  # re-raises a job's exception, naming its traceback
+                    fractions[name] = 1.0
+                while True:
+                    try:
+                        name, fraction = progress.get_nowait()
+                    except queue_module.Empty:
+                        break
+                    if name in fractions and fractions[name] < 1.0:
+                        fractions[name] = min(fraction, 0.99)
+                by_name = {job.name: job for job in jobs}
+                bar.n = round(sum(by_name[n].cost * f for n, f in fractions.items()), 2)
+                bar.set_postfix_str("running: " + ", ".join(sorted(running.values())) if running else "", refresh=True)
+    return results
+
+
+class Stopwatch:
+    """Wall seconds per named step (timings go to their own file: results files hold only numbers that repeat)."""
+
+    def __init__(self):
+        self.times: dict[str, float] = {}
+
+    def run(self, name: str, fn, *args, **kwargs):
+        t0 = time.time()
+        result = fn(*args, **kwargs)
+        self.times[name] = round(time.time() - t0, 1)
+        return result

@@ -1,0 +1,113 @@
+"""Uncertainty of the mini-world's numbers: bootstrap over test items and training seeds.
+
+A score here is a matrix `items[seed][item]` of per-item values (1/0 for a correct answer; for chrF++ the
+per-sentence n-gram statistics, scored at corpus level as sacrebleu does). One bootstrap replicate draws the
+seeds with replacement and, independently, the items with replacement, and scores the draw; the 95% interval is
+the 2.5-97.5 percentile range of `N_BOOT` replicates. Differences between two systems are paired: both are scored
+on the same drawn items (and, for two trained systems, on independently drawn seeds), so "A beats B" is read off
+the interval of A - B. Replicates come from a fixed-seed generator: the same inputs give the same intervals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+N_BOOT = 2000
+BOOT_SEED = 1234
+
+
+@dataclass(frozen=True)
+class Estimate:
+    mean: float  # over seeds and items
+    sd: float  # spread of the per-seed scores (0 for one seed)
+    lo: float  # 95% bootstrap interval
+    hi: float
+    seeds: int
+
+    def fmt(self, digits: int = 1) -> str:
+        spread = f" ±{self.sd:.{digits}f}" if self.seeds > 1 else ""
+        return f"{self.mean:.{digits}f}{spread} [{self.lo:.{digits}f}, {self.hi:.{digits}f}]"
+
+    def to_dict(self) -> dict:
+        return dict(mean=round(self.mean, 4), sd=round(self.sd, 4), ci95=[round(self.lo, 4), round(self.hi, 4)],
+                    seeds=self.seeds)
+
+
+def _draws(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.integers(0, n, size=(N_BOOT, size))
+
+
+def accuracy(per_seed: list[list[float]]) -> Estimate:
+    """`per_seed[s][i]`: 1.0 if seed s answered item i right (every seed sees the same items)."""
+    return mean_of([per_seed])
+
+
+def mean_of(groups: list[list[list[float]]]) -> Estimate:
+    """The average over several groups (languages) of their accuracy; each group: per-seed lists of item values
+    (the same seeds in every group). Items are drawn within each group, seeds once for all groups."""
+    arrays = [np.asarray(g, dtype=float) for g in groups]
+    seeds = arrays[0].shape[0]
+    if any(a.shape[0] != seeds for a in arrays):
+        raise ValueError(f"every group needs the same seeds: {[a.shape[0] for a in arrays]}")
+    rng = np.random.default_rng(BOOT_SEED)
+    seed_draws = _draws(seeds, seeds, rng)
+    per_seed = np.mean([a.mean(axis=1) for a in arrays], axis=0) * 100  # (seeds,)
+    replicate = np.zeros(N_BOOT)
+    for a in arrays:
+        items = _draws(a.shape[1], a.shape[1], rng)
+        # mean over drawn seeds of the mean over drawn items: (N_BOOT, seeds, items) gathered lazily per seed
+        item_means = np.stack([a[s][items].mean(axis=1) for s in range(seeds)], axis=1)  # (N_BOOT, seeds)
+        replicate += np.take_along_axis(item_means, seed_draws, axis=1).mean(axis=1)
+    replicate = replicate / len(arrays) * 100
+    lo, hi = np.percentile(replicate, [2.5, 97.5])
+    return Estimate(float(per_seed.mean()), float(per_seed.std(ddof=1)) if seeds > 1 else 0.0, float(lo), float(hi), seeds)
+
+
+def difference(a_groups: list[list[list[float]]], b_groups: list[list[list[float]]]) -> Estimate:
+    """A - B (points), paired over items: both systems are scored on the same item draws; seeds are drawn for
+    each system independently (different systems' seeds are unrelated runs)."""
+    rng = np.random.default_rng(BOOT_SEED)
+    a_arrays = [np.asarray(g, dtype=float) for g in a_groups]
+    b_arrays = [np.asarray(g, dtype=float) for g in b_groups]
+    sa, sb = a_arrays[0].shape[0], b_arrays[0].shape[0]
+    a_seed, b_seed = _draws(sa, sa, rng), _draws(sb, sb, rng)
+    replicate = np.zeros(N_BOOT)
+    point = 0.0
+    for a, b in zip(a_arrays, b_arrays, strict=True):
+        if a.shape[1] != b.shape[1]:
+            raise ValueError(f"paired difference needs the same items: {a.shape[1]} vs {b.shape[1]}")
+        items = _draws(a.shape[1], a.shape[1], rng)
+        am = np.stack([a[s][items].mean(axis=1) for s in range(sa)], axis=1)
+        bm = np.stack([b[s][items].mean(axis=1) for s in range(sb)], axis=1)
+        replicate += np.take_along_axis(am, a_seed, axis=1).mean(axis=1) - np.take_along_axis(bm, b_seed, axis=1).mean(axis=1)
+        point += a.mean() - b.mean()
+    replicate = replicate / len(a_arrays) * 100
+    lo, hi = np.percentile(replicate, [2.5, 97.5])
+    return Estimate(float(point / len(a_arrays) * 100), 0.0, float(lo), float(hi), min(sa, sb))
+
+
+def corpus_score(per_seed_stats: list[np.ndarray], score_fn) -> Estimate:
+    """A corpus-level metric (chrF++) from per-sentence sufficient statistics `per_seed_stats[s]` (items x k):
+    each replicate sums the drawn sentences' statistics and scores the sum with `score_fn`."""
+    arrays = [np.asarray(s, dtype=float) for s in per_seed_stats]
+    seeds, n = len(arrays), arrays[0].shape[0]
+    rng = np.random.default_rng(BOOT_SEED)
+    seed_draws, items = _draws(seeds, seeds, rng), _draws(n, n, rng)
+    per_seed = np.array([score_fn(a.sum(axis=0)) for a in arrays])
+    replicate = np.array([np.mean([score_fn(arrays[s][items[r]].sum(axis=0)) for s in seed_draws[r]])
+                          for r in range(N_BOOT)])
+    lo, hi = np.percentile(replicate, [2.5, 97.5])
+    return Estimate(float(per_seed.mean()), float(per_seed.std(ddof=1)) if seeds > 1 else 0.0, float(lo), float(hi), seeds)
+
+
+def verdict(diff: Estimate, margin: float = 0.0) -> str:
+    """How a difference A - B reads against `margin` (points): the interval decides, not the point estimate."""
+    if diff.lo > margin:
+        return "higher" if margin == 0 else f"more than {margin:g} higher"
+    if diff.hi < -margin:
+        return "lower" if margin == 0 else f"more than {margin:g} lower"
+    if margin and diff.lo >= -margin and diff.hi <= margin:
+        return f"within {margin:g}"
+    return "not distinguishable"
