@@ -487,7 +487,7 @@ def convert(args) -> Path:
         f.write(model_card_section(original, report, args.stage is None, args.dtype))
     n_bridge = sum(t.numel() for t in bridge.values())
     print("\n".join(report))
-    print(f"converted: {len(bridge)} bridge tensors ({n_bridge / 1e6:.1f}M parameters, stage {config.stage}) -> {out}\n"
+    print(f"converted: {len(bridge)} bridge tensors ({n_bridge / 1e6:.3f}M parameters, stage {config.stage}) -> {out}\n"
           f"size: {directory_bytes(out) / 1e9:.3f} GB (bridge weights {(out / 'model.safetensors').stat().st_size / 1e9:.3f} GB, "
           f"fp32) instead of {original.total_bytes / 1e9:.2f} GB; the bases load by name ({args.nmt}, {args.llm})\n"
           f"conversion: {converted_s:.1f} s, peak memory {peak:.2f} GB (before the verification run)")
