@@ -224,9 +224,9 @@ def publish_checkpoints(plan: Plan, names: tuple[str, ...]) -> None:
         metrics = measured[kind]
         summary = (f"English accuracy {metrics['accuracy']:.1f}% on {metrics['n']} held-out problems" if kind == "llm" else
                    "chrF per pair: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics["chrf"].items()))
-        card = _card(kind, "an NLLB-architecture translation model (`M2M100ForConditionalGeneration` + `NllbTokenizer`) "
+        card = _card(kind, "An NLLB-architecture translation model (`M2M100ForConditionalGeneration` + `NllbTokenizer`) "
                      "between English and the six synthetic languages" if kind == "nmt" else
-                     "an English-only Llama-architecture LLM (`LlamaForCausalLM`) that solves the world's word problems "
+                     "An English-only Llama-architecture LLM (`LlamaForCausalLM`) that solves the world's word problems "
                      "step by step", f"{info['params']:,} parameters, {info['config']['nmt_steps' if kind == 'nmt' else 'llm_steps']} "
                      f"steps, seed {info['config']['seed']}, one thread; final training loss {info['train_loss']:.4f}",
                      summary, shipped.sha256(folder / "model.safetensors"))
@@ -235,7 +235,7 @@ def publish_checkpoints(plan: Plan, names: tuple[str, ...]) -> None:
         folder = plan.out / "xbridge" / f"seed{plan.seeds[0]}" / "stage3"
         results = json.loads((plan.results / "results.json").read_text())
         english = results["math"]["answer-en"]["xbridge"]
-        card = _card("bridge", "the XBridge bridge (stages 1-2-3) between the shipped `xbridge-miniworld/nmt` and "
+        card = _card("bridge", "The XBridge bridge (stages 1-2-3) between the shipped `xbridge-miniworld/nmt` and "
                      "`xbridge-miniworld/llm`", f"stage steps {plan.schedule.stage1}/{plan.schedule.stage2}/"
                      f"{plan.schedule.stage3}, batch {plan.schedule.batch}, lr {plan.schedule.lr}, seed {plan.seeds[0]}",
                      "English-answer accuracy over the non-English languages, mean over seeds "
@@ -258,15 +258,16 @@ def publish_checkpoints(plan: Plan, names: tuple[str, ...]) -> None:
 
 
 def _card(name: str, what: str, training: str, metrics: str, sha: str) -> str:
+    auto = "AutoModelForSeq2SeqLM" if name == "nmt" else "AutoModelForCausalLM"
     usage = ("from transformers import AutoModel, AutoProcessor\n"
              "model = AutoModel.from_pretrained(checkpoint(\"xbridge-miniworld/bridge\"), trust_remote_code=True)\n"
              "processor = AutoProcessor.from_pretrained(checkpoint(\"xbridge-miniworld/bridge\"), trust_remote_code=True)"
              if name == "bridge" else
-             f"from transformers import AutoModel, AutoTokenizer\nmodel = AutoModel.from_pretrained(checkpoint(\"xbridge-"
+             f"from transformers import {auto}, AutoTokenizer\nmodel = {auto}.from_pretrained(checkpoint(\"xbridge-"
              f"miniworld/{name}\"))\ntokenizer = AutoTokenizer.from_pretrained(checkpoint(\"xbridge-miniworld/{name}\"))")
     return "\n".join([
         "---", "library_name: transformers", "license: apache-2.0", "tags: [xbridge, mini-world, synthetic]", "---", "",
-        f"# xbridge-miniworld/{name}", "", f"The mini-world's {what}, trained from scratch on CPU on the world's "
+        f"# xbridge-miniworld/{name}", "", f"{what} of the mini-world, trained from scratch on CPU on the world's "
         "synthetic data (`miniworld/world.py`, seed 0).", "", f"- Training: {training}.", f"- Metrics: {metrics}.",
         f"- Rebuild: `{REBUILD[name]}` (from a checkout; it reports whether the rebuild is identical bit for bit).",
         f"- `model.safetensors` SHA-256: `{sha}` (every file: `miniworld/checkpoints/SHA256SUMS`).", "",

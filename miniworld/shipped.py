@@ -87,6 +87,9 @@ def publish(name: str, source: str | Path, card: str, info: dict) -> Path:
         (stage / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, stage / rel)
     (stage / "README.md").write_text(card, encoding="utf-8")
+    stage.chmod(0o755)  # mkdtemp and safetensors create owner-only entries; shipped files are world-readable
+    for path in stage.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
     (stage / "metrics.json").write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     target = ROOT / name
     old = ROOT / f".{name}-old"
