@@ -386,25 +386,26 @@ def compare_bases(original: Original, keys, names, read_base, allow_mismatch: bo
     return report
 
 
-def model_card_section(original: Original, report: list[str], stage_inferred: bool, dtype: str) -> str:
+def model_card_section(original: Original, report: list[str], stage: int, stage_inferred: bool, verified_in: str | None) -> str:
     cfg = original.config
-    source = original.source if os.path.isdir(original.source) else f"https://huggingface.co/{original.source}"
+    where = (" (a local folder)" if os.path.isdir(original.source) else
+             f" at revision `{original.revision}` (https://huggingface.co/{original.source}/tree/{original.revision})")
     lines = [
         "",
         "## Provenance",
         "",
-        f"Converted with `python -m train.convert_original` (XBridge package) from `{original.source}`"
-        + (f" at revision `{original.revision}`" if original.revision else " (a local folder)") + f" ({source}).",
+        f"Converted with `python -m train.convert_original` (XBridge package) from `{original.source}`{where}.",
         f"The original holds every weight in fp32 ({original.total_bytes / 1e9:.2f} GB); this checkpoint holds only the "
         "bridge: the encoder-side mapping and boundary, the two decoder-side blocks, and the NLLB decoder cross-attention.",
         "",
         f"- trained with: `{cfg['mt_path']}`, `{cfg['llm_path']}` (paths on the authors' machine)",
         f"- losses: dec_lambda {cfg.get('dec_lambda')}, ot_lambda {cfg.get('ot_lambda')}; "
-        f"stage {'inferred from the freeze_* flags' if stage_inferred else 'given with --stage'}",
+        f"stage {stage}, {'inferred from the freeze_* flags' if stage_inferred else 'given with --stage'}",
         f"- the release generated up to `max_gen_len` = {cfg.get('max_gen_len')} new tokens, greedy, in fp32: pass "
-        f"`max_new_tokens={cfg.get('max_gen_len') or 256}` (and `dtype=torch.float32` to match it exactly; "
-        f"the converter checked it in {dtype})",
-        "- prompt: the release's Alpaca math template with the raw question, saved with the processor",
+        f"`max_new_tokens={cfg.get('max_gen_len') or 256}`, and `dtype=torch.float32` to match it exactly"
+        + (f" (the converter ran it in {verified_in} after converting)" if verified_in else " (not run after converting)"),
+        "- prompt: the release's Alpaca math template with the raw question, saved with the processor"
+        + ("; stage 1 trained without a prompt: call the processor with `prompt=False`" if stage == 1 else ""),
         "",
         "Base tensors compared with the named bases (first rows of a sample):",
         "",
@@ -484,7 +485,7 @@ def convert(args) -> Path:
                          args.check_new_tokens, bool(deferred), args.allow_base_mismatch)
         print(f"verification: {time.perf_counter() - started - converted_s:.1f} s")
     with open(out / "README.md", "a", encoding="utf-8") as f:
-        f.write(model_card_section(original, report, args.stage is None, args.dtype))
+        f.write(model_card_section(original, report, config.stage, args.stage is None, None if args.skip_verify else args.dtype))
     n_bridge = sum(t.numel() for t in bridge.values())
     print("\n".join(report))
     print(f"converted: {len(bridge)} bridge tensors ({n_bridge / 1e6:.3f}M parameters, stage {config.stage}) -> {out}\n"
@@ -516,17 +517,19 @@ def parse_args(argv=None):
                         "converted is recorded in the model card")
     parser.add_argument("--cache_dir", help="Hugging Face cache folder for a Hub source (default: the usual cache)")
     parser.add_argument("--stage", type=int, choices=(1, 2, 3), help="last training stage, for the config and model "
-                        "card (default: inferred from the freeze_mapping_* flags of the original config)")
+                        "card (default: inferred from the freeze_mapping_* flags of the original config: both sides "
+                        "trainable = 1, encoder side only = 2, decoder side only = 3)")
     parser.add_argument("--check_tensors", type=int, default=8, help="base tensors sampled per base and compared "
-                        "(first %d rows) with the named bases (default: 8; 0: none)" % CHECK_ROWS)
+                        "(first %d rows) with the named bases; fetches the base files that hold them, as loading the "
+                        "bridge later would (default: 8; 0: none)" % CHECK_ROWS)
     parser.add_argument("--allow_base_mismatch", action="store_true", help="warn instead of failing when the bases "
                         "inside the checkpoint differ from the named ones")
     parser.add_argument("--allow_pickle", action="store_true", help="accept pytorch_model*.bin weights (read with "
                         "torch.load(weights_only=True, mmap=True)); refused by default, since unpickling can run code")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16", "auto"),
-                        help="dtype the bases are loaded in for the verification run and named in the model card "
-                        "(default float32, as the release ran; bfloat16 halves the memory). The bridge weights are "
-                        "always saved in fp32")
+                        help="dtype the bases are loaded in for the verification run (default float32, as the release "
+                        "ran; bfloat16 halves its memory). The output stores no base: users pick the bases' dtype when "
+                        "loading (from_pretrained(out, dtype=torch.bfloat16)). The bridge weights are saved in fp32")
     parser.add_argument("--skip_verify", action="store_true", help="do not load the bases to run the converted bridge "
                         "(for machines that cannot hold them); the key, shape and base-file checks still run")
     parser.add_argument("--check_text", default="Mary ana machungwa 3 na ananunua 4 zaidi. Ana machungwa mangapi sasa?",
