@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from transformers import M2M100ForConditionalGeneration
 
 from modeling_xbridge import XBridgeForConditionalGeneration
@@ -183,6 +184,26 @@ def test_bases_inside_that_differ_from_the_named_ones(reference, tmp_path):
     with pytest.warns(UserWarning, match=r"model_mt\.model\.\S+ differs.*converting anyway"):
         out = convert(source, bases, tmp_path / "forced", "--skip_verify", "--allow_base_mismatch")
     assert "relative difference" in (out / "README.md").read_text()
+
+
+def test_bases_without_safetensors_are_compared_once_loaded(reference, tmp_path):
+    model, bases = reference
+    nmt_bin = tmp_path / "nllb-bin"  # a base published as pytorch_model.bin only: sampled after loading it
+    shutil.copytree(bases["nmt"], nmt_bin)
+    torch.save(load_file(nmt_bin / "model.safetensors"), nmt_bin / "pytorch_model.bin")
+    (nmt_bin / "model.safetensors").unlink()
+    bases = {**bases, "nmt": str(nmt_bin)}
+    torch.manual_seed(7)
+    other = M2M100ForConditionalGeneration(model.nmt.config)
+    source = write_original(tmp_path / "differs", original_state(model, nmt=other), original_config(model))
+    with pytest.raises(SystemExit, match=r"model_mt\.model\.\S+ differs from --nmt's model\.\S+ \(relative difference"):
+        convert(source, bases, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.converting").exists()  # nothing half-checked left
+    with pytest.warns(UserWarning, match="8 sampled base tensors not compared"):
+        convert(source, bases, tmp_path / "unchecked", "--skip_verify")
+    same = write_original(tmp_path / "same", original_state(model), original_config(model))
+    card = (convert(same, bases, tmp_path / "out") / "README.md").read_text()
+    assert card.count("- model_mt.") == 8 and card.count("- model_llm.") == 8 and "not compared" not in card
 
 
 BAD_INPUTS = {

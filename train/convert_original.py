@@ -17,6 +17,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import sys
 import time
 import warnings
@@ -316,12 +317,17 @@ def bridge_config(original: Original, nmt: str, llm: str, stage: int | None) -> 
     )
 
 
+def tied_names(model) -> dict:
+    """name -> every name of the same tensor (the NLLB embeddings and lm_head are one tensor under four names)."""
+    groups = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        groups.setdefault(id(tensor), []).append(name)
+    return {name: group for group in groups.values() for name in group}
+
+
 def check_keys(original: Original, model) -> dict:
     """original key -> package name for every tensor to use; a ConversionError naming unknown, missing, misshapen keys."""
     params = model.state_dict(keep_vars=True)
-    groups = {}  # tied names (NLLB embeddings / lm_head) share one tensor: any one of them is enough
-    for name, tensor in params.items():
-        groups.setdefault(id(tensor), []).append(name)
     names, unknown, shapes = {}, [], []
     for key, shape in original.shapes.items():
         if key in UNUSED_KEYS or key.endswith(RECOMPUTED_SUFFIXES):
@@ -335,7 +341,8 @@ def check_keys(original: Original, model) -> dict:
         if shape != expected and not (name == "boundary" and math.prod(shape) == math.prod(expected)):
             shapes.append(f"{key}: {shape} in the checkpoint, {expected} expected")
     found = set(names.values())
-    missing = [original_name(group[0]) for group in groups.values() if not found.intersection(group)]
+    groups = {tuple(group) for group in tied_names(model).values()}  # tied names: any one of them is enough
+    missing = [original_name(group[0]) for group in groups if not found.intersection(group)]
     problems = []
     if unknown:
         problems.append(f"{len(unknown)} unknown key(s), not part of the XBridge layout: {_listing(unknown)}")
@@ -462,10 +469,7 @@ def convert(args) -> Path:
               for k, t in original.read(bridge_keys).items()}
     sample = sample_base_keys(names, skeleton, args.check_tensors)
     readers = {"nmt": base_file_reader(args.nmt), "llm": base_file_reader(args.llm)} if sample else {}
-    groups = {}
-    for name, tensor in skeleton.state_dict(keep_vars=True).items():
-        groups.setdefault(id(tensor), []).append(name)
-    aliases = {n: group for group in groups.values() for n in group}
+    aliases = tied_names(skeleton)
     on_files = [k for k in sample if readers.get(names[k].split(".")[0])]
     report = compare_bases(original, on_files, names,
                            lambda key, name: readers[name.split(".")[0]]([a.split(".", 1)[1] for a in aliases[name]], CHECK_ROWS),
@@ -475,17 +479,28 @@ def convert(args) -> Path:
         warnings.warn(f"{len(deferred)} sampled base tensors not compared: the bases have no safetensors files and "
                       f"--skip_verify loads no base", stacklevel=2)
     skeleton.generation_config.max_new_tokens = original.config.get("max_gen_len")
-    skeleton.save_pretrained(out, state_dict=bridge)
-    processor = XBridgeProcessor.from_bases(args.nmt, args.llm, prompt_template=RELEASE_PROMPT,
-                                            use_chat_template=False, source_in_prompt=True)
-    processor.save_pretrained(out)
-    converted_s, peak = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    if not args.skip_verify:
-        report += verify(out, original, deferred, names, args.dtype, args.check_text, args.check_lang,
-                         args.check_new_tokens, bool(deferred), args.allow_base_mismatch)
-        print(f"verification: {time.perf_counter() - started - converted_s:.1f} s")
-    with open(out / "README.md", "a", encoding="utf-8") as f:
-        f.write(model_card_section(original, report, config.stage, args.stage is None, None if args.skip_verify else args.dtype))
+    # Written next to --out (same parent: the relative base paths stay right) and moved there once every check
+    # passed, so a failed verification leaves no half-checked bridge behind.
+    staging = out.with_name(out.name + ".converting")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        skeleton.save_pretrained(staging, state_dict=bridge)
+        processor = XBridgeProcessor.from_bases(args.nmt, args.llm, prompt_template=RELEASE_PROMPT,
+                                                use_chat_template=False, source_in_prompt=True)
+        processor.save_pretrained(staging)
+        converted_s, peak = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        if not args.skip_verify:
+            report += verify(staging, original, deferred, names, args.dtype, args.check_text, args.check_lang,
+                             args.check_new_tokens, bool(deferred), args.allow_base_mismatch)
+            print(f"verification: {time.perf_counter() - started - converted_s:.1f} s")
+        with open(staging / "README.md", "a", encoding="utf-8") as f:
+            f.write(model_card_section(original, report, config.stage, args.stage is None,
+                                       None if args.skip_verify else args.dtype))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(out, ignore_errors=True)  # empty, or --overwrite
+    staging.rename(out)
     n_bridge = sum(t.numel() for t in bridge.values())
     print("\n".join(report))
     print(f"converted: {len(bridge)} bridge tensors ({n_bridge / 1e6:.3f}M parameters, stage {config.stage}) -> {out}\n"
@@ -536,7 +551,8 @@ def parse_args(argv=None):
                         help="source text of the verification forward and generation")
     parser.add_argument("--check_lang", default="swh_Latn", help="its NLLB language code, also the target language")
     parser.add_argument("--check_new_tokens", type=int, default=16, help="greedy tokens generated by the verification")
-    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (only once the new "
+                        "conversion has passed its checks)")
     return parser.parse_args(argv)
 
 
