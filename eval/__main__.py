@@ -31,6 +31,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--instruction", help="task instruction for the LLM prompt (overrides the defaults)")
         p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
         p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 ...")
+        p.add_argument("--engine", default="transformers", choices=["transformers", "ctranslate2"],
+                       help="NLLB engine of the systems that only translate with it (nmt, translate-test): "
+                            "transformers generate(), or CTranslate2 (pip install \"xbridge[fast]\"; the checkpoint "
+                            "is converted once, next to it)")
+        p.add_argument("--compute_type", default="default",
+                       help="ctranslate2: float32, int8, int8_float16, bfloat16, ... as the device allows "
+                            "(default: float32 on CPU, bfloat16/float16 on GPU)")
         p.add_argument("--comet_model", default="Unbabel/wmt22-comet-da",
                        help="COMET model (used only when unbabel-comet and the model are available offline)")
         p.add_argument("--output_dir", required=True)
@@ -55,7 +62,8 @@ def main(argv=None) -> int:
             args.command, args.system, languages.parse_langs(args.langs), args.output_dir, model=args.model,
             nmt=args.nmt, llm=args.llm, limit=args.limit, batch_size=args.batch_size, source=args.source,
             directions=args.directions.split(",") if args.directions else None, device=args.device,
-            dtype=args.dtype, instruction=args.instruction, comet_model=args.comet_model,
+            dtype=args.dtype, instruction=args.instruction, comet_model=args.comet_model, engine=args.engine,
+            compute_type=args.compute_type,
             # one limit for every generation step (translate-test's question translation included)
             max_new_tokens=dict.fromkeys(("translate", "math", "summarize"), args.max_new_tokens)
             if args.max_new_tokens else None,

@@ -85,6 +85,9 @@ def _check_resume(run_file: Path, meta: dict) -> None:
         previous = json.loads(run_file.read_text(encoding="utf-8"))
         keys = ("benchmark", "system", "model", "nmt", "llm", "instruction", "max_new_tokens")
         changed = [k for k in keys if previous.get(k) != meta.get(k)]
+        # The NLLB engine and its compute type (runs written before the option existed used transformers).
+        defaults = {"engine": "transformers", "compute_type": "default"}
+        changed += [k for k, v in defaults.items() if previous.get(k, v) != meta.get(k, v)]
         if changed:
             raise ValueError(f"{run_file.parent} holds a run with other settings ({', '.join(changed)} differ): "
                              "use another --output_dir or delete that folder")
@@ -92,13 +95,15 @@ def _check_resume(run_file: Path, meta: dict) -> None:
 
 def run(benchmark, system, langs, output_dir, model=None, nmt=None, llm=None, limit=None, batch_size=8,
         source=None, directions=None, device=None, dtype="auto", max_new_tokens=None, instruction=None,
-        comet_model="Unbabel/wmt22-comet-da", system_obj=None) -> dict:
+        comet_model="Unbabel/wmt22-comet-da", system_obj=None, engine="transformers",
+        compute_type="default") -> dict:
     """Generate what is missing, then score everything; returns the scores dict (also saved)."""
     units, skipped = plan(benchmark, system, langs, limit=limit, source=source, directions=directions)
     out_dir = Path(output_dir) / benchmark / system
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = dict(benchmark=benchmark, system=system, model=model, nmt=nmt, llm=llm, langs=langs, limit=limit,
-                source=source, instruction=instruction, max_new_tokens=max_new_tokens)
+                source=source, instruction=instruction, max_new_tokens=max_new_tokens, engine=engine,
+                compute_type=compute_type)
     _check_resume(out_dir / "run.json", meta)
     (out_dir / "run.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
 
@@ -109,7 +114,8 @@ def run(benchmark, system, langs, output_dir, model=None, nmt=None, llm=None, li
     if todo:
         if system_obj is None:
             system_obj = load_system(system, model=model, nmt=nmt, llm=llm, device=device, dtype=dtype,
-                                     max_new_tokens=max_new_tokens, instruction=instruction)
+                                     max_new_tokens=max_new_tokens, instruction=instruction, engine=engine,
+                                     compute_type=compute_type)
         system_cls = type(system_obj)
         with pred_path.open("a", encoding="utf-8") as f, tqdm(total=todo, desc=f"{benchmark}/{system}") as bar:
             for unit in units:

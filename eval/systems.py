@@ -106,26 +106,22 @@ class System:
 
 
 class NMT:
-    """An NLLB (M2M100) model translating batches: forced target language code, greedy by default."""
+    """An NLLB (M2M100) model translating batches: forced target language code, greedy by default. `engine`:
+    "transformers" (`generate()`) or "ctranslate2" (CTranslate2, `compute_type` float32 / int8 / ...; optional
+    dependency), see `eval/nmt_engine.py`."""
 
-    def __init__(self, path, device, dtype):
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    def __init__(self, path, device, dtype, engine="transformers", compute_type="default"):
+        from .nmt_engine import load_nllb
 
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        self.engine = load_nllb(engine, path, device=device, dtype=dtype, compute_type=compute_type)
+        self.tokenizer = self.engine.tokenizer
+        self.model = getattr(self.engine, "model", None)  # the transformers model (None with CTranslate2)
         self.device = device
 
-    @torch.no_grad()
     def translate(self, texts, src_lang, tgt_lang, max_new_tokens) -> list[str]:
         if src_lang == tgt_lang:
             return list(texts)
-        self.tokenizer.src_lang = src_lang
-        batch = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True).to(self.device)
-        ids = self.model.generate(
-            **batch, forced_bos_token_id=self.tokenizer.convert_tokens_to_ids(tgt_lang),
-            max_new_tokens=max_new_tokens, do_sample=False,
-        )
-        return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return self.engine.translate(list(texts), src_lang, tgt_lang, num_beams=1, max_new_tokens=max_new_tokens)
 
 
 class LLM:
@@ -179,8 +175,12 @@ def _bases(model: str | None, nmt: str | None, llm: str | None, need: tuple[str,
     if model and any(found[k] is None for k in need):
         config = read_config(model)
         if config.get("model_type") == "xbridge":
-            found["nmt"] = found["nmt"] or config.get("nmt_name_or_path")
-            found["llm"] = found["llm"] or config.get("llm_name_or_path")
+            from modeling_xbridge import resolve_base  # a local base is saved relative to the bridge's folder
+
+            for k in ("nmt", "llm"):
+                key = f"{k}_name_or_path"
+                if found[k] is None and k in need and config.get(key):
+                    found[k] = resolve_base(config[key], model, key)
         elif "llm" in need and found["llm"] is None:
             found["llm"] = model  # a plain LLM
         elif "nmt" in need and found["nmt"] is None:
@@ -306,12 +306,13 @@ class TranslateTestSystem(System):
 
     name = "translate-test"
 
-    def __init__(self, model=None, nmt=None, llm=None, device=None, dtype="auto", **kwargs):
+    def __init__(self, model=None, nmt=None, llm=None, device=None, dtype="auto", engine="transformers",
+                 compute_type="default", **kwargs):
         super().__init__(**kwargs)
         self.device = device or default_device()
         paths = _bases(model, nmt, llm, ("nmt", "llm"), self.name)
         dtype = _dtype(dtype, self.device)
-        self.nmt = NMT(paths["nmt"], self.device, dtype)
+        self.nmt = NMT(paths["nmt"], self.device, dtype, engine=engine, compute_type=compute_type)
         self.llm = LLM(paths["llm"], self.device, dtype)
 
     def _translate(self, texts, src_lang, tgt_lang):
@@ -329,11 +330,12 @@ class NMTSystem(System):
     name = "nmt"
     can_respond = False
 
-    def __init__(self, model=None, nmt=None, device=None, dtype="auto", **kwargs):
+    def __init__(self, model=None, nmt=None, device=None, dtype="auto", engine="transformers",
+                 compute_type="default", **kwargs):
         super().__init__(**kwargs)
         self.device = device or default_device()
         path = _bases(model, nmt, None, ("nmt",), self.name)["nmt"]
-        self.nmt = NMT(path, self.device, _dtype(dtype, self.device))
+        self.nmt = NMT(path, self.device, _dtype(dtype, self.device), engine=engine, compute_type=compute_type)
 
     def _translate(self, texts, src_lang, tgt_lang):
         return self.nmt.translate(texts, src_lang, tgt_lang, self.max_new_tokens["translate"])
@@ -351,12 +353,24 @@ def system_class(name: str) -> type[System]:
     return SYSTEMS[name]
 
 
+# Systems whose NLLB work can run on another engine (they only translate with it).
+ENGINE_SYSTEMS = ("translate-test", "nmt")
+
+
 def load_system(name: str, **options) -> System:
-    """Build system `name`; options: model, nmt, llm, device, dtype, max_new_tokens, instruction."""
+    """Build system `name`; options: model, nmt, llm, device, dtype, max_new_tokens, instruction, and for
+    translate-test / nmt: engine ("transformers" or "ctranslate2") and compute_type."""
+    from .nmt_engine import check_engine
+
     cls = system_class(name)
+    engine = check_engine(options.get("engine") or "transformers")
+    if engine != "transformers" and name not in ENGINE_SYSTEMS:
+        raise ValueError(f"--engine {engine!r} applies to the systems that only translate with NLLB "
+                         f"({', '.join(ENGINE_SYSTEMS)}); system {name!r} runs on transformers")
     accepted = {
         "xbridge": ("model",), "xbridge-encoder-only": ("model",), "direct": ("model", "llm"),
-        "sft": ("model", "llm"), "translate-test": ("model", "nmt", "llm"), "nmt": ("model", "nmt"),
+        "sft": ("model", "llm"), "translate-test": ("model", "nmt", "llm", "engine", "compute_type"),
+        "nmt": ("model", "nmt", "engine", "compute_type"),
     }[name]
     common = ("device", "dtype", "max_new_tokens", "instruction")
-    return cls(**{k: v for k, v in options.items() if k in accepted + common})
+    return cls(**{k: v for k, v in options.items() if k in accepted + common and v is not None})

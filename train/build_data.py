@@ -29,15 +29,21 @@ logger = logging.getLogger(__name__)
 
 
 class Translator:
-    """Batched NLLB translation from English, grouped by target language, longest-first inside a batch order."""
+    """Batched NLLB translation from English, grouped by target language, longest-first inside a batch order.
+
+    `engine`: "transformers" (`generate()`) or "ctranslate2" (CTranslate2, converted once next to the checkpoint;
+    `compute_type` float32 / int8 / int8_float16 / bfloat16 as the device allows): `eval/nmt_engine.py`."""
 
     def __init__(self, nmt_name_or_path: str, batch_size: int = 32, num_beams: int = 4, max_new_tokens: int = 256,
-                 device: str | None = None, dtype: str = "auto"):
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer  # noqa: PLC0415
+                 device: str | None = None, dtype: str = "auto", engine: str = "transformers",
+                 compute_type: str = "default"):
+        from eval.nmt_engine import load_nllb  # noqa: PLC0415
 
-        self.tokenizer = AutoTokenizer.from_pretrained(nmt_name_or_path, src_lang="eng_Latn")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = AutoModelForSeq2SeqLM.from_pretrained(nmt_name_or_path, dtype=dtype).to(self.device).eval()
+        torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+        self.engine = load_nllb(engine, nmt_name_or_path, device=self.device, dtype=torch_dtype,
+                                compute_type=compute_type)
+        self.tokenizer = self.engine.tokenizer
         self.batch_size, self.num_beams, self.max_new_tokens = batch_size, num_beams, max_new_tokens
         self.lang_codes = nllb_lang_codes(self.tokenizer)
 
@@ -55,14 +61,12 @@ class Translator:
                 by_lang.setdefault(lang, []).append(i)
         for lang, idx in sorted(by_lang.items()):
             idx = sorted(idx, key=lambda i: -len(texts[i]))  # similar lengths per batch: less padding
-            forced = self.tokenizer.convert_tokens_to_ids(lang)
             for start in range(0, len(idx), self.batch_size):
                 chunk = idx[start:start + self.batch_size]
-                enc = self.tokenizer([texts[i] for i in chunk], return_tensors="pt", padding=True, truncation=True,
-                                     max_length=512).to(self.device)
-                ids = self.model.generate(**enc, forced_bos_token_id=forced, num_beams=self.num_beams,
-                                          do_sample=False, max_new_tokens=self.max_new_tokens)
-                for i, text in zip(chunk, self.tokenizer.batch_decode(ids, skip_special_tokens=True)):
+                translated = self.engine.translate([texts[i] for i in chunk], "eng_Latn", lang,
+                                                   num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
+                                                   max_input_length=512)
+                for i, text in zip(chunk, translated):
                     out[i] = text.strip()
         return out
 
@@ -170,7 +174,10 @@ def build(args) -> list[str]:
     if os.path.exists(settings_path):
         with open(settings_path) as f:
             before = json.load(f)
-        changed = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
+        # engine / compute_type: folders built before these options existed used transformers.
+        defaults = {"engine": "transformers", "compute_type": "default"}
+        changed = {k: (before.get(k, defaults.get(k)), v) for k, v in settings.items()
+                   if before.get(k, defaults.get(k)) != v}
         if changed:
             raise DataError(f"{args.output_dir} was built with other arguments {changed} (old, new); "
                             "use a new --output_dir or delete it")
@@ -198,7 +205,7 @@ def build(args) -> list[str]:
             continue
         if translator is None:  # loaded only when there is work left
             translator = Translator(args.nmt_name_or_path, args.batch_size, args.num_beams, args.max_new_tokens,
-                                    dtype=args.dtype)
+                                    dtype=args.dtype, engine=args.engine, compute_type=args.compute_type)
         chunk = rows[k * args.shard_size:(k + 1) * args.shard_size]
         for r in chunk:
             for field in ("src_lang", "tgt_lang"):
@@ -244,7 +251,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--num_beams", type=int, default=4)
     p.add_argument("--max_new_tokens", type=int, default=256)
-    p.add_argument("--dtype", default="auto", help="weights dtype of the translating model (auto, bfloat16, ...)")
+    p.add_argument("--dtype", default="auto", help="transformers engine: weights dtype of the translating model "
+                   "(auto, bfloat16, ...)")
+    p.add_argument("--engine", default="transformers", choices=["transformers", "ctranslate2"],
+                   help="transformers generate(), or CTranslate2 (several times faster; pip install "
+                        "\"xbridge[fast]\"; the checkpoint is converted once, next to it)")
+    p.add_argument("--compute_type", default="default", help="ctranslate2: float32, int8, int8_float16, bfloat16, "
+                   "... as the device allows (default: float32 on CPU, bfloat16/float16 on GPU)")
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,179 @@
+"""NLLB translation engines for everything that only translates (`build-data`, the `nmt` and `translate-test`
+systems): `transformers` (`generate()`, the default) or `ctranslate2` (CTranslate2, an optional dependency).
+
+    engine = load_nllb("ctranslate2", "facebook/nllb-200-distilled-600M", compute_type="int8")
+    engine.translate(["Hello."], "eng_Latn", "swh_Latn", num_beams=4, max_new_tokens=128)
+
+Both engines decode the same way (forced target-language code after `</s>`, no sampling, `max_new_tokens`
+counting the language code and `</s>` as `generate()` does), so in float32 they give the same text.
+CTranslate2 needs the checkpoint converted to its format: that happens once, into `<checkpoint>-ct2/` next to a
+local checkpoint folder (into the Hugging Face cache folder of a Hub checkpoint), written to a temporary folder
+and renamed, so a killed conversion never leaves a half model behind. The weights are kept in float32 there and
+quantised when loaded (`compute_type`), so one conversion serves every compute type.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("transformers", "ctranslate2")
+INSTALL_HINT = 'pip install "xbridge[fast]"  (or: pip install "ctranslate2>=4")'
+# CTranslate2 compute types this project offers; which ones a device runs is asked from CTranslate2 itself.
+COMPUTE_TYPES = ("default", "float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "float16", "bfloat16")
+
+
+def check_engine(name: str) -> str:
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; valid engines: {', '.join(ENGINES)}")
+    return name
+
+
+def import_ctranslate2():
+    try:
+        import ctranslate2  # noqa: PLC0415
+    except ImportError as e:
+        raise ImportError(f"--engine ctranslate2 needs the CTranslate2 package, which is not installed: "
+                          f"{INSTALL_HINT}; or use --engine transformers") from e
+    return ctranslate2
+
+
+def _local_folder(path: str) -> str:
+    """A local checkpoint folder for `path` (a folder, or a Hub id resolved through the Hugging Face cache)."""
+    if os.path.isdir(path):
+        return os.path.abspath(path)
+    from huggingface_hub import snapshot_download  # noqa: PLC0415
+
+    return snapshot_download(path, allow_patterns=["*.json", "*.safetensors", "*.bin", "*.model", "*.txt"])
+
+
+def converted_path(path: str) -> str:
+    """Where the CTranslate2 copy of checkpoint `path` lives (next to it)."""
+    return _local_folder(path).rstrip(os.sep) + "-ct2"
+
+
+def convert(path: str) -> str:
+    """Convert checkpoint `path` (M2M100 / NLLB) to CTranslate2 once; returns the converted folder.
+
+    The result is written to `<target>.tmp-<pid>` and renamed into place: concurrent or killed conversions never
+    leave a partial model at `<target>`; the first finished one wins and the others are discarded."""
+    ct2 = import_ctranslate2()
+    source = _local_folder(path)
+    target = source.rstrip(os.sep) + "-ct2"
+    if os.path.isfile(os.path.join(target, "model.bin")):
+        return target
+    tmp = f"{target}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("converting %s to CTranslate2 (once) -> %s", path, target)
+    # float32 on disk: any compute type (int8, bf16, ...) is then a load-time choice.
+    ct2.converters.TransformersConverter(source).convert(tmp, quantization="float32", force=True)
+    with open(os.path.join(tmp, "xbridge_conversion.json"), "w") as f:
+        json.dump({"source": path, "ctranslate2": ct2.__version__}, f)
+    try:
+        os.rename(tmp, target)
+    except OSError:  # another process finished first: keep its copy
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.path.isfile(os.path.join(target, "model.bin")):
+            raise
+    return target
+
+
+def supported_compute_types(device: str) -> list[str]:
+    ct2 = import_ctranslate2()
+    return sorted(ct2.get_supported_compute_types(device))
+
+
+def pick_compute_type(device: str, requested: str = "default") -> str:
+    """`requested` if the device runs it; "default" = float32 on CPU, bfloat16 (else float16) on a GPU."""
+    if requested not in COMPUTE_TYPES:
+        raise ValueError(f"unknown compute type {requested!r}; valid: {', '.join(COMPUTE_TYPES)}")
+    available = supported_compute_types(device)
+    if requested == "default":
+        for choice in (("float32",) if device == "cpu" else ("bfloat16", "float16", "float32")):
+            if choice in available:
+                return choice
+        return available[0]
+    if requested not in available:
+        raise ValueError(f"compute type {requested!r} is not supported on {device}; this device offers: "
+                         f"{', '.join(available)}")
+    return requested
+
+
+class TransformersNLLB:
+    """`generate()` on an `M2M100ForConditionalGeneration` (NLLB) checkpoint."""
+
+    engine = "transformers"
+
+    def __init__(self, path: str, device: str = "cpu", dtype=torch.float32, tokenizer=None, model=None):
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer  # noqa: PLC0415
+
+        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
+        self.model = model if model is not None else AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype)
+        self.model = self.model.to(device).eval()
+        self.device = device
+
+    @torch.no_grad()
+    def translate(self, texts, src_lang, tgt_lang, num_beams: int = 1, max_new_tokens: int = 128,
+                  max_input_length: int | None = None) -> list[str]:
+        self.tokenizer.src_lang = src_lang
+        batch = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True,
+                               max_length=max_input_length).to(self.device)
+        ids = self.model.generate(**batch, forced_bos_token_id=self.tokenizer.convert_tokens_to_ids(tgt_lang),
+                                  num_beams=num_beams, do_sample=False, max_new_tokens=max_new_tokens)
+        return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+
+class CTranslate2NLLB:
+    """The same translation through CTranslate2 (converted once, cached next to the checkpoint)."""
+
+    engine = "ctranslate2"
+
+    def __init__(self, path: str, device: str = "cpu", compute_type: str = "default", threads: int = 0,
+                 tokenizer=None):
+        ct2 = import_ctranslate2()
+        from transformers import AutoTokenizer  # noqa: PLC0415
+
+        device = "cuda" if str(device).startswith("cuda") else "cpu"
+        self.compute_type = pick_compute_type(device, compute_type)
+        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
+        folder = convert(path)
+        threads = threads or torch.get_num_threads()  # the process's setting, as generate() uses it
+        self.translator = ct2.Translator(folder, device=device, compute_type=self.compute_type,
+                                         intra_threads=threads if device == "cpu" else 0)
+        self.device = device
+        # What generate() stops at: the checkpoint's generation config, else the tokenizer's </s>.
+        self.end_token = self.tokenizer.convert_ids_to_tokens(self.tokenizer.eos_token_id)
+
+    def translate(self, texts, src_lang, tgt_lang, num_beams: int = 1, max_new_tokens: int = 128,
+                  max_input_length: int | None = None) -> list[str]:
+        if not texts:
+            return []
+        self.tokenizer.src_lang = src_lang
+        ids = self.tokenizer(list(texts), truncation=True, max_length=max_input_length)["input_ids"]  # as generate()'s
+        source = [self.tokenizer.convert_ids_to_tokens(row) for row in ids]
+        # generate()'s max_new_tokens counts the forced language code and the final </s>; CTranslate2's
+        # max_decoding_length counts the target prefix (the code) and the end token alike.
+        results = self.translator.translate_batch(
+            source, target_prefix=[[tgt_lang]] * len(source), beam_size=num_beams, max_decoding_length=max_new_tokens,
+            max_input_length=0, return_end_token=False, length_penalty=1.0,
+        )
+        out = []
+        for r in results:
+            tokens = r.hypotheses[0]
+            out.append(self.tokenizer.decode(self.tokenizer.convert_tokens_to_ids(tokens), skip_special_tokens=True))
+        return out
+
+
+def load_nllb(engine: str, path: str, device: str = "cpu", dtype=torch.float32, compute_type: str = "default",
+              threads: int = 0):
+    """An NLLB translator with the given engine. `dtype` is for transformers, `compute_type` for CTranslate2."""
+    check_engine(engine)
+    if engine == "ctranslate2":
+        return CTranslate2NLLB(path, device=device, compute_type=compute_type, threads=threads)
+    return TransformersNLLB(path, device=device, dtype=dtype)
