@@ -60,6 +60,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default="results/bench")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine has 2 shared cores)")
     parser.add_argument("--notes", default=str(NOTES), help="markdown appended to bench.md (gap explanations)")
+    parser.add_argument("--part", choices=("all", "core", "throughput"), default="all",
+                        help="core: bench.md (generation, training step, OT, sizes); throughput: throughput.md "
+                             "(issue 15: padding, length grouping, NLLB engines, build-data, Translate-Test)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.time()
@@ -76,9 +79,20 @@ def main(argv=None) -> dict:
     }
     dtypes = {k: getattr(torch, v) for k, v in results["dtypes"].items()}
     log(f"machine: {results['machine']}\nbf16 probe: {probe}\ndtypes: {results['dtypes']}")
+    if args.part in ("all", "throughput"):
+        from .throughput import run_throughput, write_report
+
+        log("throughput (issue 15)")
+        common.WARMUP = 0 if args.quick else 1
+        results["throughput"] = run_throughput("quick" if args.quick else "full", args.threads, log)
+        files = write_report(results["throughput"], Path(args.out), results["machine"], results["command"])
+        log(f"wrote {', '.join(files)} to {args.out}")
+        if args.part == "throughput":
+            return results
     for scale in scales:
         common.WARMUP = PLANS[scale]["warmup"]
         results["scales"][scale] = run_scale(scale, PLANS[scale], dtypes, results)
+    results.pop("throughput", None)  # in throughput.json
     if not args.quick:
         from .size import all_sizes
 

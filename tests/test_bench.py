@@ -43,6 +43,24 @@ def test_bench_quick_produces_numbers_and_files(tmp_path):
         for solo in (row["ot_alone"], row["ot_long_shapes"]):
             assert solo["no_4d_tensor"], solo
 
+    # Throughput on real data (issue 15): every case present, the before/after widths honest.
+    for name in ("throughput.md", "throughput.json", "throughput.png"):
+        assert (out / name).stat().st_size > 0, name
+    tp = json.loads((out / "throughput.json").read_text())
+    assert len(tp["load_average_start"]) == 3 and len(tp["load_average_end"]) == 3
+    for case in tp["train"].values():
+        rows = list(case["variants"].values())
+        assert len(rows) == 3 and all(_positive(r["tokens_per_s"]) for r in rows)
+        # Positions the LLM computes (deterministic): squeezing, then grouping, each remove padding.
+        assert rows[0]["llm_positions"] > rows[1]["llm_positions"] > rows[2]["llm_positions"]
+    for row in tp["prefill"].values():
+        assert row["width_before"] >= row["width_after"] and _positive(row["after_s"])
+    if tp["ctranslate2"]:
+        for case in tp["nmt_forced"].values():
+            assert set(case["engines"]) == {"generate()", "ctranslate2 float32", "ctranslate2 int8"}
+            assert all(_positive(r["sentences_per_s"]) for r in case["engines"].values())
+    assert "## Training tokens/s" in (out / "throughput.md").read_text()
+
     md = (out / "bench.md").read_text()
     for heading in ("## Machine", "## Targets", "## Generation, quick", "## Training step, quick"):
         assert heading in md

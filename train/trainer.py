@@ -115,13 +115,15 @@ class LengthGroupedBatchSampler(Sampler):
       a short last micro-batch stays last, so the DataLoader's chunks keep matching the groups).
     """
 
-    def __init__(self, lengths, batch_size: int, group_size: int | None = None, seed: int = 0):
+    def __init__(self, lengths, batch_size: int, group_size: int | None = None, seed: int = 0,
+                 mega_batch_mult: int | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.lengths = [int(n) for n in lengths]
         self.batch_size = batch_size
         self.group_size = group_size or batch_size  # transformers groups per optimizer step (batch x accumulation)
         self.seed = seed
+        self.mega_batch_mult = mega_batch_mult  # None: transformers' default, min(50, len // (4 x group_size))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -132,7 +134,7 @@ class LengthGroupedBatchSampler(Sampler):
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = get_length_grouped_indices(self.lengths, self.group_size, generator=g)
+        order = get_length_grouped_indices(self.lengths, self.group_size, self.mega_batch_mult, generator=g)
         bs = self.batch_size
         # Micro-batches of `bs` consecutive indices (the DataLoader cuts the stream the same way).
         batches = [order[i:i + bs] for i in range(0, len(order), bs)]
