@@ -147,14 +147,28 @@ class CTranslate2NLLB:
         self.translator = ct2.Translator(folder, device=device, compute_type=self.compute_type,
                                          intra_threads=threads if device == "cpu" else 0)
         self.device = device
-        # What generate() stops at: the checkpoint's generation config, else the tokenizer's </s>.
-        self.end_token = self.tokenizer.convert_ids_to_tokens(self.tokenizer.eos_token_id)
+        # CTranslate2 keeps the checkpoint's table of sinusoidal positions and refuses positions beyond it, where
+        # generate() would extend the table: inputs and outputs are capped at it (1024 for NLLB-200).
+        try:
+            from transformers import AutoConfig  # noqa: PLC0415
+
+            self.max_positions = AutoConfig.from_pretrained(path).max_position_embeddings
+        except (OSError, ValueError, AttributeError):
+            self.max_positions = None
 
     def translate(self, texts, src_lang, tgt_lang, num_beams: int = 1, max_new_tokens: int = 128,
                   max_input_length: int | None = None) -> list[str]:
         if not texts:
             return []
         self.tokenizer.src_lang = src_lang
+        limit = self.max_positions
+        if limit is not None:
+            max_input_length = min(max_input_length or limit, limit)
+            if max_new_tokens >= limit and not getattr(self, "_warned", False):
+                self._warned = True
+                logger.warning("max_new_tokens=%d: CTranslate2 decodes at most %d tokens with this checkpoint (its "
+                               "max_position_embeddings)", max_new_tokens, limit - 1)
+            max_new_tokens = min(max_new_tokens, limit - 1)
         ids = self.tokenizer(list(texts), truncation=True, max_length=max_input_length)["input_ids"]  # as generate()'s
         source = [self.tokenizer.convert_ids_to_tokens(row) for row in ids]
         # generate()'s max_new_tokens counts the forced language code and the final </s>; CTranslate2's
