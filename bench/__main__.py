@@ -85,6 +85,7 @@ def main(argv=None) -> dict:
         log("throughput (issue 15)")
         common.WARMUP = 0 if args.quick else 1
         results["throughput"] = run_throughput("quick" if args.quick else "full", args.threads, log)
+        results["throughput"].update(machine=results["machine"], command=results["command"])
         files = write_report(results["throughput"], Path(args.out), results["machine"], results["command"])
         log(f"wrote {', '.join(files)} to {args.out}")
         if args.part == "throughput":

@@ -410,7 +410,9 @@ def miniworld_engine_case(nmt: str, text: dict, repeats: int, threads: int, log)
 
 def build_data_case(nmt: str, world: str, workdir: Path, threads: int, log) -> dict:
     """`python -m train build-data trilingual` on the mini-world's stage-1 records (English -> the record's
-    language, beam 4 as the default), one engine after the other (one run each: minutes of work)."""
+    language, beam 4 as the default), one engine after the other (one run each). `--max_new_tokens 120` keeps
+    generate() inside the model's position table, where CTranslate2 stops (else generate() alone would write
+    longer, degenerate outputs and the comparison would not be like for like)."""
     from train.build_data import main as build_main
 
     rows = [json.loads(line) for line in (Path(world) / "stage1.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -427,15 +429,20 @@ def build_data_case(nmt: str, world: str, workdir: Path, threads: int, log) -> d
         shutil.rmtree(folder, ignore_errors=True)
         c, w = time.process_time(), time.perf_counter()
         build_main(["trilingual", "--nmt_name_or_path", nmt, "--input", str(pairs), "--tgt_langs", ",".join(langs),
-                    "--output_dir", str(folder), "--batch_size", "32", "--seed", "0", *extra])
+                    "--output_dir", str(folder), "--batch_size", "32", "--seed", "0", "--max_new_tokens", "120",
+                    *extra])  # within the NMT's 130 positions: both engines may write the same lengths
         cpu, wall = time.process_time() - c, time.perf_counter() - w
         translated = sum(1 for line in (folder / "shard-00000.jsonl").read_text(encoding="utf-8").splitlines()
                          if json.loads(line)["tgt_lang"] != json.loads(line)["src_lang"])
+        shard = (folder / "shard-00000.jsonl").read_text(encoding="utf-8")
         out["engines"][name] = {"cpu_s": cpu, "wall_s": wall, "sentences_per_s": translated / cpu,
-                                "translated": translated}
+                                "translated": translated, "output_chars": len(shard)}
     base = out["engines"]["transformers"]["cpu_s"]
+    reference = (workdir / "build-transformers" / "shard-00000.jsonl").read_text(encoding="utf-8").splitlines()
     for name, row in out["engines"].items():
         row["speedup"] = base / row["cpu_s"]
+        mine = (workdir / f"build-{name.replace(' ', '-')}" / "shard-00000.jsonl").read_text(encoding="utf-8").splitlines()
+        row["records_equal_to_transformers"] = sum(a == b for a, b in zip(mine, reference))
     log("  build-data: " + ", ".join(f"{k} {r['sentences_per_s']:.1f} sent/s ({r['speedup']:.1f}x)"
                                      for k, r in out["engines"].items()))
     return out
@@ -591,10 +598,14 @@ def write_report(res: dict, out: Path, machine: dict, command: str) -> list[str]
     if res.get("build_data"):
         b = res["build_data"]
         L += ["", f"## build-data trilingual on the mini-world's stage-1 records ({b['records']} records, beam 4, "
-              "batch 32; one run each)", "", "| engine | CPU s | wall s | sentences/s (CPU) | speed-up |",
-              "| --- | --- | --- | --- | --- |"]
+              "batch 32, max 120 new tokens; one run each)", "",
+              "| engine | CPU s | wall s | sentences/s (CPU) | speed-up | records equal to transformers' |",
+              "| --- | --- | --- | --- | --- | --- |"]
         for name, r in b["engines"].items():
-            L.append(f"| {name} | {r['cpu_s']:.2f} | {r['wall_s']:.2f} | {r['sentences_per_s']:.1f} | {r['speedup']:.1f}x |")
+            L.append(f"| {name} | {r['cpu_s']:.2f} | {r['wall_s']:.2f} | {r['sentences_per_s']:.1f} | {r['speedup']:.1f}x | "
+                     f"{r['records_equal_to_transformers']}/{b['records']} |")
+        if b.get("note"):
+            L += ["", f"Note: {b['note']} (load average {b.get('load_average_start')} -> {b.get('load_average')})."]
     if res.get("translate_test"):
         t = res["translate_test"]
         lg = t["lengths"]
