@@ -728,11 +728,15 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
 
 
 def base_reference(name_or_path, save_directory):
-    """How a bridge saved in `save_directory` refers to a base: an existing local folder as a path relative to
-    the bridge (`../nmt`), anything else (a Hub id) unchanged."""
+    """How a bridge saved in `save_directory` refers to a base. A local folder beside the bridge (a sibling, as in
+    `bridge/`, `nmt/`, `llm/`) is written relative to it (`../nmt`), so the three move together; a local folder
+    elsewhere as an absolute path (a copy of the bridge, e.g. a pushed revision, still finds it); a Hub id as it is."""
     if name_or_path is None or not os.path.isdir(name_or_path):
         return name_or_path
-    relative = os.path.relpath(os.path.abspath(name_or_path), os.path.abspath(save_directory))
+    absolute = os.path.abspath(name_or_path)
+    relative = os.path.relpath(absolute, os.path.abspath(save_directory))
+    if relative.startswith(os.path.join("..", "..")):
+        return absolute
     return relative if relative.startswith("..") else os.path.join(".", relative)
 
 

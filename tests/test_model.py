@@ -283,8 +283,10 @@ def test_local_bases_are_found_from_the_bridge_not_the_working_directory(tiny_br
     tree = tmp_path / "tree"  # bases and bridge side by side, as a shipped checkpoint folder holds them
     for name in ("nmt", "llm"):
         shutil.copytree(tiny_bases[name], tree / name)
-    moved = XBridgeForConditionalGeneration.from_pretrained(_saved(model, processor, tmp_path / "first"),
-                                                            nmt_name_or_path=str(tree / "nmt"), llm_name_or_path=str(tree / "llm"))
+    first = _saved(model, processor, tmp_path / "first")
+    assert json.loads((first / "config.json").read_text())["nmt_name_or_path"] == str(Path(tiny_bases["nmt"]).resolve())
+    moved = XBridgeForConditionalGeneration.from_pretrained(first, nmt_name_or_path=str(tree / "nmt"),
+                                                            llm_name_or_path=str(tree / "llm"))
     moved.save_pretrained(tree / "bridge")
     processor.save_pretrained(tree / "bridge")
     config = json.loads((tree / "bridge" / "config.json").read_text())
