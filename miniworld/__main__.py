@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="?", default="all", choices=["all", "bases", "ablation", "publish"])
     parser.add_argument("--fast", action="store_true", help="the CI variant: fewer steps, languages and problems")
-    parser.add_argument("--out", default=None, help="work folder (default runs/miniworld or runs/miniworld-fast)")
+    parser.add_argument("--out", default=None, help="work folder (default runs/miniworld[-fast]; bases: runs/miniworld-bases)")
     parser.add_argument("--results", default=None, help="where tables/plots go (default results/miniworld[-fast])")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="training seeds of every trained system (default 0 1 2; --fast: 0)")
@@ -41,9 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     from .pipeline import Plan, main_job, publish_checkpoints, rebuild_bases  # noqa: PLC0415
 
     torch.set_num_threads(THREADS_PER_JOB)  # this process's own compute (reports) uses the jobs' thread count
-    suffix = ("-fast" if args.fast else "") + ("-bases" if args.command == "bases" and args.fast else "")
-    plan = Plan.make(args.out or f"runs/miniworld{suffix}", args.results or f"results/miniworld{suffix}", args.fast,
-                     tuple(args.seeds) if args.seeds else None)
+    shipping_bases = args.command == "publish" and "bridge" not in args.what
+    if args.command == "publish" and "bridge" in args.what and len(args.what) > 1:
+        parser.error(f"--what {' '.join(args.what)}: publish the bases (from a `bases` run) and the bridge (from a "
+                     "main job) in two calls")
+    suffix = "-fast" if args.fast else ""
+    # `bases` rebuilds in a folder of its own, so it never reuses the bases a main job might have left
+    bases_run = args.command == "bases" or shipping_bases
+    out = args.out or (f"runs/miniworld-bases{suffix}" if bases_run else f"runs/miniworld{suffix}")
+    results = args.results or ("results/miniworld-bases-fast" if bases_run and args.fast else f"results/miniworld{suffix}")
+    plan = Plan.make(out, results, args.fast, tuple(args.seeds) if args.seeds else None)
     if args.command == "bases":
         if args.fast:  # the quick check: a small world, a few steps (the shipped bases come from the full command)
             from dataclasses import replace  # noqa: PLC0415

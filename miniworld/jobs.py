@@ -73,10 +73,27 @@ def run_jobs(jobs: list[Job], workers: int | None = None, desc: str = "jobs") ->
     if unknown:
         raise ValueError(f"jobs depend on unknown jobs {sorted(unknown)}; known: {names}")
     workers = workers or default_workers()
+    # job processes inherit JOB_ENV from their start (tqdm reads TQDM_DISABLE when it is imported, before any
+    # initializer could set it); this process's own bar was configured at its import and stays on
+    saved = {key: os.environ.get(key) for key in JOB_ENV}
+    os.environ.update(JOB_ENV)
+    try:
+        return _run(jobs, workers, desc)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _run(jobs: list[Job], workers: int, desc: str) -> dict:
     results: dict = {}
     pending = {job.name: job for job in jobs}
+    by_name = dict(pending)
     fractions = {job.name: 0.0 for job in jobs}
     total = sum(job.cost for job in jobs)
+    shown = None
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, tqdm(total=round(total, 2), desc=desc, unit="job",
                                              bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}") as bar:
@@ -102,9 +119,11 @@ def run_jobs(jobs: list[Job], workers: int | None = None, desc: str = "jobs") ->
                         break
                     if name in fractions and fractions[name] < 1.0:
                         fractions[name] = min(fraction, 0.99)
-                by_name = {job.name: job for job in jobs}
-                bar.n = round(sum(by_name[n].cost * f for n, f in fractions.items()), 2)
-                bar.set_postfix_str("running: " + ", ".join(sorted(running.values())) if running else "", refresh=True)
+                state = (round(sum(by_name[n].cost * f for n, f in fractions.items()), 2), sorted(running.values()))
+                if state != shown:  # redraw only on news: a log file gets a line per change, not per poll
+                    bar.n = state[0]
+                    bar.set_postfix_str("running: " + ", ".join(state[1]) if state[1] else "", refresh=True)
+                    shown = state
     return results
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +25,8 @@ from .bridge import StageSchedule, encoder_only_jobs, xbridge_jobs
 from .evaluate import math_outcomes, register_languages, run_benchmark, translation_stats
 from .jobs import Job, Stopwatch, run_jobs
 from .world import ENGLISH, LOW_RESOURCE, UNSEEN, WorldConfig, generate
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -97,9 +100,9 @@ def outcomes(runs: dict) -> dict:
 
 
 def trained_system_jobs(plan: Plan, system: str, seed: int, root: Path, nmt: str, llm: str, tag: str | None = None,
-                        **recipe) -> list[Job]:
+                        translation: bool = True, **recipe) -> list[Job]:
     """Training chain + evaluation of one trained system for one seed; the evaluation job is `<tag>/s<seed>/eval`
-    (tag: the system's name unless given)."""
+    (tag: the system's name unless given; `translation`: XBridge is also scored on the held-out sentences)."""
     name = f"{tag or system}/s{seed}"
     folder = root / f"seed{seed}"
     if system == "xbridge-encoder-only":
@@ -107,7 +110,7 @@ def trained_system_jobs(plan: Plan, system: str, seed: int, root: Path, nmt: str
         benchmarks = ("mgsm",)
     else:
         chain = xbridge_jobs(name, plan.world_dir, nmt, llm, plan.schedule, folder, seed, **recipe)
-        benchmarks = ("mgsm", "flores")
+        benchmarks = ("mgsm", "flores") if translation else ("mgsm",)
     evaluation = Job(f"{name}/eval", evaluate, (system if system == "xbridge-encoder-only" else "xbridge", benchmarks,
                                                 str(plan.world_dir), str(folder / "eval"), plan.eval_langs(), plan.limit, {}),
                      after=(name,), cost=60.0 if "flores" in benchmarks else 15.0)
@@ -150,8 +153,14 @@ def write_run_info(results: Path, name: str, times: dict, workers: int | None) -
 
     path = results / "run_info.json"
     info = json.loads(path.read_text()) if path.exists() else {}
-    info[name] = dict(seconds=times, total_minutes=round(sum(times.values()) / 60, 1), machine=machine(),
-                      workers=workers or default_workers(), threads_per_job=THREADS_PER_JOB)
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    # CPU seconds of this process and every job and training run it waited for: what the run costs on cores of
+    # its own, however busy the machine was (wall time on a shared machine is only an upper bound)
+    cpu = sum(u.ru_utime + u.ru_stime for u in usage)
+    if name in info and cpu < 0.1 * 60 * info[name].get("cpu_minutes", 0):
+        return  # a re-run that reused the finished jobs: keep the times of the run that did the work
+    info[name] = dict(seconds=times, total_minutes=round(sum(times.values()) / 60, 1), cpu_minutes=round(cpu / 60, 1),
+                      machine=machine(), workers=workers or default_workers(), threads_per_job=THREADS_PER_JOB)
     path.write_text(json.dumps(info, indent=1) + "\n")
 
 
@@ -240,7 +249,7 @@ def publish_checkpoints(plan: Plan, names: tuple[str, ...]) -> None:
                      f"{plan.schedule.stage3}, batch {plan.schedule.batch}, lr {plan.schedule.lr}, seed {plan.seeds[0]}",
                      "English-answer accuracy over the non-English languages, mean over seeds "
                      f"{results['seeds']}: {english['avg (non-en)']['mean']:.1f}% (95% interval "
-                     f"{english['avg (non-en)']['ci95']}); every table: results/miniworld/README.md",
+                     "[{:.1f}, {:.1f}]); every table: results/miniworld/README.md".format(*english['avg (non-en)']['ci95']),
                      shipped.sha256(folder / "model.safetensors"))
         ready = plan.out / "bridge-to-ship"
         shutil.rmtree(ready, ignore_errors=True)
@@ -248,6 +257,8 @@ def publish_checkpoints(plan: Plan, names: tuple[str, ...]) -> None:
         config = json.loads((ready / "config.json").read_text())
         config.update(nmt_name_or_path="../nmt", llm_name_or_path="../llm")  # its shipped bases lie beside it
         (ready / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        for bundle in ("configuration_xbridge.py", "modeling_xbridge.py", "processing_xbridge.py"):
+            shutil.copy(REPO / bundle, ready / bundle)  # the remote code as it is now, as save_pretrained copies it
         # a few held-out problems and sentences per language, in the world's test formats (the Space's examples)
         for sub in ("mgsm", "flores"):
             for path in sorted((plan.world_dir / "test" / sub).iterdir()):

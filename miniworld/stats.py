@@ -27,7 +27,7 @@ class Estimate:
     seeds: int
 
     def fmt(self, digits: int = 1) -> str:
-        spread = f" ±{self.sd:.{digits}f}" if self.seeds > 1 else ""
+        spread = f" ±{self.sd:.{digits}f}" if self.seeds > 1 and self.sd > 0 else ""
         return f"{self.mean:.{digits}f}{spread} [{self.lo:.{digits}f}, {self.hi:.{digits}f}]"
 
     def to_dict(self) -> dict:

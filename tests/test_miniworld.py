@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 import unicodedata
 from pathlib import Path
 
@@ -196,7 +197,7 @@ def test_shipped_bridge_answers_from_any_folder(tmp_path):
 
     examples = Path(shipped.checkpoint("bridge")) / "examples" / "mgsm" / "mgsm_qab.tsv"
     rows = [line.split("\t") for line in examples.read_text(encoding="utf-8").splitlines() if line.strip()]
-    code = SHIPPED_BRIDGE_ANSWERS.format(repo=shipped.checkpoint("bridge"), questions=[q for q, _ in rows], lang="qab_Cyrl")
+    code = textwrap.dedent(SHIPPED_BRIDGE_ANSWERS).format(repo=shipped.checkpoint("bridge"), questions=[q for q, _ in rows], lang="qab_Cyrl")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,0 +1,148 @@
+"""XBridge configuration: an NLLB-200 (M2M100) translation model and a causal LLM joined by mapping layers.
+
+Part of the flat Hub bundle (`configuration_xbridge.py`, `modeling_xbridge.py`, `processing_xbridge.py`):
+only torch and transformers are imported here, so `trust_remote_code` loading needs nothing else.
+"""
+
+import difflib
+
+from transformers import AutoConfig, PreTrainedConfig
+
+ENCODER_FUSIONS = ("last", "global_softmax", "token_softmax")
+AUTO_MAP = {
+    "AutoConfig": "configuration_xbridge.XBridgeConfig",
+    "AutoModel": "modeling_xbridge.XBridgeForConditionalGeneration",
+    "AutoModelForSeq2SeqLM": "modeling_xbridge.XBridgeForConditionalGeneration",
+    "AutoProcessor": "processing_xbridge.XBridgeProcessor",
+}
+
+
+def _as_config(value, default_model_type: str, field: str):
+    """A sub-config from a config object (copied, so the caller's live config is never mutated), a dict or None."""
+    if value is None:
+        return AutoConfig.for_model(default_model_type)
+    if isinstance(value, PreTrainedConfig):
+        # Copy: the composite must not share (and later reset) a loaded model's live config, e.g. its
+        # `_attn_implementation` (a pitfall seen with transformers 5.x).
+        return value.__class__.from_dict(value.to_dict())
+    if isinstance(value, dict):
+        value = dict(value)
+        model_type = value.pop("model_type", default_model_type)
+        return AutoConfig.for_model(model_type, **value)
+    raise TypeError(f"`{field}` must be a PreTrainedConfig, a dict or None, got {type(value).__name__}")
+
+
+def is_lang_code(token: str) -> bool:
+    """NLLB language codes look like `swh_Latn`: 3 lowercase letters, '_', a 4-letter script."""
+    lang, _, script = str(token).partition("_")
+    return len(lang) == 3 and lang.isalpha() and lang.islower() and len(script) == 4 and script.isalpha() and script[0].isupper()
+
+
+def suggest_codes(code: str, valid: list[str], n: int = 3) -> list[str]:
+    """Closest valid language codes, case-insensitively (so 'swh_latn' suggests 'swh_Latn')."""
+    lowered = {c.lower(): c for c in valid}
+    close = difflib.get_close_matches(str(code).lower(), list(lowered), n=n, cutoff=0.5)
+    return [lowered[c] for c in close]
+
+
+def unknown_lang_error(kind: str, code, valid: list[str]) -> ValueError:
+    hint = suggest_codes(code, valid)
+    did_you_mean = f" did you mean {', '.join(repr(h) for h in hint)}?" if hint else ""
+    return ValueError(
+        f"unknown {kind} {code!r};{did_you_mean} the {len(valid)} valid codes are in "
+        f"`config.lang_code_to_id` (e.g. {', '.join(sorted(valid)[:5])}, ...)"
+    )
+
+
+class XBridgeConfig(PreTrainedConfig):
+    r"""
+    Configuration of an [`XBridgeForConditionalGeneration`].
+
+    Args:
+        nmt_config (`dict` or `PreTrainedConfig`): config of the NLLB-200 / M2M100 translation model.
+        llm_config (`dict` or `PreTrainedConfig`): config of the causal LLM (Qwen2, Llama, Cohere, ...).
+        nmt_name_or_path (`str`): Hub id or folder of the NLLB checkpoint; a saved bridge stores a local folder
+            relative to its own folder (`../nmt`) and resolves it from there, never from the current directory.
+        llm_name_or_path (`str`): Hub id or folder of the LLM checkpoint.
+        enc_map_hidden_size (`int`): inner width of the encoder-side mapping block (default: LLM hidden size).
+        dec_map_hidden_size (`int`): inner width of the two decoder-side blocks (default: 2 x LLM hidden size).
+        llm_layer (`int`): index into the LLM's `hidden_states` whose states feed the decoder (-2: penultimate).
+        lambda_llm, lambda_dec, lambda_ot (`float`): loss weights (paper: 1.0, 1.0, 6.0).
+        lang_code_to_id (`dict[str, int]`): NLLB language code -> NMT token id (validates `tgt_lang` without a tokenizer).
+        encoder_fusion (`str`): how NLLB encoder layers are combined: "last" (paper), "global_softmax", "token_softmax".
+        lambda_align (`float`): weight of the optional AlignX-style InfoNCE loss in stage 1 (AlignX: 0.3; 0 = off).
+        lambda_lang (`float`): weight of the optional "same language?" matching loss in stage 1 (AlignX: 0.4; 0 = off).
+        align_layer (`int`): LLM `hidden_states` index of the alignment loss (default: the middle layer).
+        stage (`int`): last training stage this bridge went through (0: untrained), for model cards.
+        bridge_only (`bool`): checkpoints hold only the bridge; the bases are loaded from their names.
+    """
+
+    model_type = "xbridge"
+    sub_configs = {"nmt_config": AutoConfig, "llm_config": AutoConfig}
+
+    def __init__(
+        self,
+        nmt_config=None,
+        llm_config=None,
+        nmt_name_or_path: str | None = None,
+        llm_name_or_path: str | None = None,
+        enc_map_hidden_size: int | None = None,
+        dec_map_hidden_size: int | None = None,
+        llm_layer: int = -2,
+        lambda_llm: float = 1.0,
+        lambda_dec: float = 1.0,
+        lambda_ot: float = 6.0,
+        lang_code_to_id: dict | None = None,
+        encoder_fusion: str = "last",
+        lambda_align: float = 0.0,
+        lambda_lang: float = 0.0,
+        align_layer: int | None = None,
+        stage: int = 0,
+        bridge_only: bool = True,
+        **kwargs,
+    ):
+        self.nmt_config = _as_config(nmt_config, "m2m_100", "nmt_config")
+        self.llm_config = _as_config(llm_config, "qwen2", "llm_config")
+        self.nmt_name_or_path = None if nmt_name_or_path is None else str(nmt_name_or_path)
+        self.llm_name_or_path = None if llm_name_or_path is None else str(llm_name_or_path)
+        d_llm = self.llm_config.hidden_size
+        # Values are converted explicitly: config fields are not type-checked, and CLI overrides arrive as strings.
+        self.enc_map_hidden_size = int(enc_map_hidden_size or d_llm)
+        self.dec_map_hidden_size = int(dec_map_hidden_size or 2 * d_llm)
+        self.llm_layer = int(llm_layer)
+        self.lambda_llm, self.lambda_dec, self.lambda_ot = float(lambda_llm), float(lambda_dec), float(lambda_ot)
+        self.lang_code_to_id = {str(k): int(v) for k, v in (lang_code_to_id or {}).items()}
+        if encoder_fusion not in ENCODER_FUSIONS:
+            raise ValueError(f"encoder_fusion={encoder_fusion!r} is not one of {ENCODER_FUSIONS}")
+        self.encoder_fusion = encoder_fusion
+        self.lambda_align, self.lambda_lang = float(lambda_align), float(lambda_lang)
+        self.align_layer = None if align_layer is None else int(align_layer)
+        self.stage = int(stage)
+        self.bridge_only = bool(bridge_only)
+        num_llm_states = self.llm_config.num_hidden_layers + 1  # embeddings + one per layer, as `hidden_states`
+        if not -num_llm_states <= self.llm_layer < num_llm_states:
+            raise ValueError(
+                f"llm_layer={self.llm_layer} is out of range for an LLM with {num_llm_states - 1} layers "
+                f"(valid: {-num_llm_states} .. {num_llm_states - 1}, an index into `hidden_states`)"
+            )
+        kwargs.setdefault("auto_map", dict(AUTO_MAP))
+        kwargs.setdefault("is_encoder_decoder", True)
+        kwargs.setdefault("tie_word_embeddings", False)
+        super().__init__(**kwargs)
+
+    @property
+    def nmt_hidden_size(self) -> int:
+        return self.nmt_config.d_model
+
+    @property
+    def llm_hidden_size(self) -> int:
+        return self.llm_config.hidden_size
+
+    def lang_id(self, code: str, kind: str = "tgt_lang") -> int:
+        """NMT token id of an NLLB language code; a ValueError naming the bad code and the closest valid ones."""
+        if code not in self.lang_code_to_id:
+            raise unknown_lang_error(kind, code, list(self.lang_code_to_id))
+        return self.lang_code_to_id[code]
+
+
+__all__ = ["XBridgeConfig"]
