@@ -181,3 +181,19 @@ def test_examples_include_the_mini_world_problems(tmp_path, monkeypatch):
                                           "qab_Cyrl": "Free instruction", "qac_Thai": "Free instruction"}
     world_questions = (tmp_path / "runs" / "miniworld" / "world" / "test" / "mgsm" / "mgsm_qab.tsv").read_text()
     assert next(e[0] for e in math if e[1] == "qab_Cyrl") in world_questions
+
+
+def test_default_is_the_shipped_bridge_with_its_own_examples(monkeypatch, tmp_path):
+    """Right after install, from any folder: the Space serves the shipped mini-world bridge and offers its problems."""
+    import space.app as app
+    from miniworld import shipped
+
+    monkeypatch.delenv("XBRIDGE_MODEL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert app.model_id_from(None) == shipped.checkpoint("bridge")
+    assert app.missing_checkpoint_help(app.model_id_from(None)) is None
+    monkeypatch.setattr(app, "ROOT", tmp_path)  # no runs/ folder: only the shipped examples remain
+    examples = app.pick_examples(["eng_Latn", "qab_Cyrl", "qae_Grek"])
+    shipped_math = (Path(shipped.checkpoint("bridge")) / "examples" / "mgsm" / "mgsm_qab.tsv").read_text(encoding="utf-8")
+    qab = [e for e in examples if e[1] == "qab_Cyrl" and e[3] == "Free instruction"]
+    assert qab and qab[0][0] in shipped_math
