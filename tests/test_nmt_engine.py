@@ -12,7 +12,7 @@ import torch
 ct2 = pytest.importorskip("ctranslate2")  # optional dependency: pip install "xbridge[fast]"
 
 from eval.nmt_engine import CTranslate2NLLB, TransformersNLLB, converted_path, load_nllb  # noqa: E402
-from miniworld.bases import BaseConfig, train_nmt  # noqa: E402
+from miniworld import shipped  # noqa: E402
 from miniworld.world import WorldConfig, generate  # noqa: E402
 
 torch.set_num_threads(1)
@@ -21,11 +21,13 @@ TINY = WorldConfig(n_llm_problems=200, n_nmt_items=200, n_stage1=30, n_task=30, 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """A mini-world and its NMT trained for 600 steps (~1 min): real sentences out, not a random model's loops."""
+    """The shipped mini-world NMT (a copy: the converted model is written next to it) on a small world's held-out
+    sentences: real translations out, not a random model's loops."""
+    import shutil
+
     root = tmp_path_factory.mktemp("ct2-world")
     generate(root / "world", TINY)
-    cfg = BaseConfig(nmt_steps=600, nmt_d_model=64, nmt_layers=2, nmt_ffn=256, nmt_batch=32, nmt_vocab=1000)
-    nmt = train_nmt(root / "world", root / "nmt", cfg)
+    nmt = shutil.copytree(shipped.checkpoint("nmt"), root / "nmt")
     flores = root / "world" / "test" / "flores"
     text = {p.stem: p.read_text(encoding="utf-8").splitlines() for p in flores.glob("*.devtest")}
     return {"nmt": str(nmt), "text": text}
