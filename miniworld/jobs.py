@@ -16,7 +16,7 @@ import os
 import queue as queue_module
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from tqdm.auto import tqdm
@@ -37,12 +37,10 @@ class Job:
     args: tuple = ()
     after: tuple[str, ...] = ()  # jobs whose results this one needs; their results are appended to `args`
     cost: float = 1.0  # expected share of the work, for the progress bar only
-    extra: dict = field(default_factory=dict)
 
 
 def _start_job_process(threads: int, progress) -> None:
     global _progress
-    os.environ.update(JOB_ENV)
     import torch  # noqa: PLC0415
 
     from transformers.utils import logging as hf_logging  # noqa: PLC0415
@@ -105,7 +103,7 @@ def _run(jobs: list[Job], workers: int, desc: str) -> dict:
                 for name, job in list(pending.items()):
                     if all(dep in results for dep in job.after) and len(running) < workers:
                         args = job.args + tuple(results[dep] for dep in job.after)
-                        running[pool.submit(job.fn, *args, **job.extra)] = name
+                        running[pool.submit(job.fn, *args)] = name
                         del pending[name]
                 done, _ = wait(running, timeout=2.0, return_when=FIRST_COMPLETED)
                 for future in done:

@@ -54,14 +54,20 @@ def mean_of(groups: list[list[list[float]]]) -> Estimate:
     rng = np.random.default_rng(BOOT_SEED)
     seed_draws = _draws(seeds, seeds, rng)
     per_seed = np.mean([a.mean(axis=1) for a in arrays], axis=0) * 100  # (seeds,)
-    replicate = np.zeros(N_BOOT)
-    for a in arrays:
-        items = _draws(a.shape[1], a.shape[1], rng)
-        # mean over drawn seeds of the mean over drawn items: (N_BOOT, seeds, items) gathered lazily per seed
-        item_means = np.stack([a[s][items].mean(axis=1) for s in range(seeds)], axis=1)  # (N_BOOT, seeds)
-        replicate += np.take_along_axis(item_means, seed_draws, axis=1).mean(axis=1)
-    replicate = replicate / len(arrays) * 100
+    replicate = sum(_resampled_mean(a, _draws(a.shape[1], a.shape[1], rng), seed_draws) for a in arrays)
+    return _estimate(per_seed, replicate / len(arrays) * 100)
+
+
+def _resampled_mean(a: np.ndarray, items: np.ndarray, seed_draws: np.ndarray) -> np.ndarray:
+    """Per replicate: the mean over its drawn seeds of the mean over its drawn items of `a` (seeds x items);
+    gathered per seed, never as a (N_BOOT, seeds, items) tensor."""
+    item_means = np.stack([a[s][items].mean(axis=1) for s in range(a.shape[0])], axis=1)  # (N_BOOT, seeds)
+    return np.take_along_axis(item_means, seed_draws, axis=1).mean(axis=1)
+
+
+def _estimate(per_seed: np.ndarray, replicate: np.ndarray) -> Estimate:
     lo, hi = np.percentile(replicate, [2.5, 97.5])
+    seeds = len(per_seed)
     return Estimate(float(per_seed.mean()), float(per_seed.std(ddof=1)) if seeds > 1 else 0.0, float(lo), float(hi), seeds)
 
 
@@ -79,9 +85,7 @@ def difference(a_groups: list[list[list[float]]], b_groups: list[list[list[float
         if a.shape[1] != b.shape[1]:
             raise ValueError(f"paired difference needs the same items: {a.shape[1]} vs {b.shape[1]}")
         items = _draws(a.shape[1], a.shape[1], rng)
-        am = np.stack([a[s][items].mean(axis=1) for s in range(sa)], axis=1)
-        bm = np.stack([b[s][items].mean(axis=1) for s in range(sb)], axis=1)
-        replicate += np.take_along_axis(am, a_seed, axis=1).mean(axis=1) - np.take_along_axis(bm, b_seed, axis=1).mean(axis=1)
+        replicate += _resampled_mean(a, items, a_seed) - _resampled_mean(b, items, b_seed)
         point += a.mean() - b.mean()
     replicate = replicate / len(a_arrays) * 100
     lo, hi = np.percentile(replicate, [2.5, 97.5])
@@ -92,14 +96,14 @@ def corpus_score(per_seed_stats: list[np.ndarray], score_fn) -> Estimate:
     """A corpus-level metric (chrF++) from per-sentence sufficient statistics `per_seed_stats[s]` (items x k):
     each replicate sums the drawn sentences' statistics and scores the sum with `score_fn`."""
     arrays = [np.asarray(s, dtype=float) for s in per_seed_stats]
-    seeds, n = len(arrays), arrays[0].shape[0]
+    n = arrays[0].shape[0]
+    seeds = len(arrays)
     rng = np.random.default_rng(BOOT_SEED)
     seed_draws, items = _draws(seeds, seeds, rng), _draws(n, n, rng)
     per_seed = np.array([score_fn(a.sum(axis=0)) for a in arrays])
     replicate = np.array([np.mean([score_fn(arrays[s][items[r]].sum(axis=0)) for s in seed_draws[r]])
                           for r in range(N_BOOT)])
-    lo, hi = np.percentile(replicate, [2.5, 97.5])
-    return Estimate(float(per_seed.mean()), float(per_seed.std(ddof=1)) if seeds > 1 else 0.0, float(lo), float(hi), seeds)
+    return _estimate(per_seed, replicate)
 
 
 def verdict(diff: Estimate, margin: float = 0.0) -> str:
