@@ -27,23 +27,39 @@ def register_languages(world_dir: str | Path) -> list[str]:
     for code in codes:
         if code in table.BY_NLLB:
             continue
-        # no Tatoeba/XL-Sum/ROUGE data for them; sacrebleu's 13a splits their space-separated words fine
-        table.register(table.Language(short_code(code), code, f"Mini-{short_code(code)}", None, None, None, "13a"))
+        # no Tatoeba data; XL-Sum-style stories under their short code; ROUGE's and sacrebleu's default tokenisers
+        # split their space-separated words fine (no Thai segmenter for the Thai-script one: it has spaces)
+        table.register(table.Language(short_code(code), code, f"Mini-{short_code(code)}", None, short_code(code), None,
+                                      "13a"))
     return codes
 
 
+KIND = {"mgsm": "math", "flores": "translate", "xlsum": "summarize"}
+MAX_NEW_TOKENS = {"math": 64, "translate": 64, "summarize": 48}
+
+
 def run_benchmark(benchmark: str, system: str, world_dir: str | Path, out: str | Path, langs: list[str],
-                  limit: int | None = None, batch_size: int = 50, max_new_tokens: int = 64, **models) -> str:
+                  limit: int | None = None, batch_size: int = 50, max_new_tokens: int | None = None, instructed: bool = False,
+                  **models) -> str:
     """One `python -m eval <benchmark> --system <system>` run on the world's test files (in process); returns
-    the folder holding its `predictions.jsonl` and `scores.json`."""
+    the folder holding its `predictions.jsonl` and `scores.json`. `instructed`: every system gets the harness's task
+    instruction (the general world's LLMs are tuned on it); otherwise none (the first world's LLM knows none)."""
     from eval.runner import run  # noqa: PLC0415
+    from eval.systems import system_class  # noqa: PLC0415
+
+    from .world import TASK_INSTRUCTIONS  # noqa: PLC0415
 
     register_languages(world_dir)
-    source = Path(world_dir) / "test" / ("mgsm" if benchmark == "mgsm" else "flores")
-    kind = "math" if benchmark == "mgsm" else "translate"
-    run(benchmark, system, langs, str(out), source=str(source), batch_size=batch_size, device="cpu", limit=limit,
-        dtype="float32", instruction=NO_INSTRUCTION, max_new_tokens={kind: max_new_tokens}, comet_model=None,
-        directions=["x-en", "en-x"] if benchmark == "flores" else None, **models)
+    kind = KIND[benchmark]
+    instruction = TASK_INSTRUCTIONS.get(kind, NO_INSTRUCTION) if instructed else NO_INSTRUCTION
+    if max_new_tokens is None:  # the general LLM opens its math answers with "Let's think step by step."
+        max_new_tokens = MAX_NEW_TOKENS[kind] * (2 if instructed and kind == "math" else 1)
+    directions = None
+    if benchmark == "flores":  # an English-only system (encoder-only) translates into English only
+        directions = ["x-en"] if system_class(system).english_only else ["x-en", "en-x"]
+    run(benchmark, system, langs, str(out), source=str(Path(world_dir) / "test" / benchmark), batch_size=batch_size,
+        device="cpu", limit=limit, dtype="float32", instruction=instruction, max_new_tokens={kind: max_new_tokens},
+        comet_model=None, directions=directions, **models)
     return str(Path(out) / benchmark / system)
 
 
@@ -70,6 +86,18 @@ def math_outcomes(run_dir: str | Path) -> dict[str, dict[str, list[float]]]:
             out.setdefault(task, {}).setdefault(short_code(record["src_lang"]), []).append(
                 float(answers_match(prediction, record["reference"])))
     return out
+
+
+def summary_outcomes(run_dir: str | Path) -> dict[str, dict[str, list[float]]]:
+    """{"summary": {lang short code: [ROUGE-L F1 (0-1) per story, in story order]}}: eval's XL-Sum scorer, item
+    by item (its corpus score is their mean, x 100)."""
+    from eval.metrics import rouge_l  # noqa: PLC0415
+
+    out: dict[str, list] = {}
+    for record in sorted(_records(run_dir), key=lambda r: (r["src_lang"], _item_order(r))):
+        lang = record["tgt_lang"]
+        out.setdefault(short_code(lang), []).append(rouge_l([record["predictions"][lang]], [record["reference"]], lang) / 100)
+    return {"summary": out}
 
 
 def translation_stats(run_dir: str | Path) -> dict[str, dict[str, list[list[float]]]]:
