@@ -11,7 +11,8 @@
   whether the weights are identical bit for bit). `--general`: the general world's bases instead (an NMT that also
   knows stories and summaries, and general English LLMs of three families: Llama, Qwen2, Gemma).
 - ablation: every ablation row with the same seeds over the shipped bases (results/miniworld/ablation.md).
-- publish: ship this run's bases (`--what nmt llm`) or seed-0 bridge (`--what bridge`) as the package's checkpoints.
+- publish: ship this run's bases (`--what nmt llm`; the general ones: `--what nmt-general llm-llama llm-qwen2
+  llm-gemma`) or seed-0 bridge (`--what bridge`) as the package's checkpoints.
 
 Every job runs with one thread, set once at its start; jobs run side by side (`--workers`, default: the core
 count), which changes only the wall time, never a number. Finished steps are reused on a re-run.
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="general: which general LLM the bridge joins")
     parser.add_argument("--bases-from", default=None,
                         help="general: take the bases from this `bases --general` run folder instead of the shipped ones")
-    parser.add_argument("--what", nargs="+", default=["nmt", "llm"], choices=["nmt", "llm", "bridge"],
+    parser.add_argument("--what", nargs="+", default=["nmt", "llm"],
+                        choices=["nmt", "llm", "bridge", "nmt-general", "llm-llama", "llm-qwen2", "llm-gemma"],
                         help="publish: which checkpoints to ship from this run")
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     # `bases` rebuilds in a folder of its own, so it never reuses the bases a main job might have left
     bases_run = args.command == "bases" or shipping_bases
     out = args.out or (f"runs/miniworld-bases{suffix}" if bases_run else f"runs/miniworld{suffix}")
+    if shipping_bases and any(kind.endswith(("-general", "-llama", "-qwen2", "-gemma")) for kind in args.what):
+        out = args.out or f"runs/miniworld-bases{suffix}-general"  # where `bases --general` trained them
     results = args.results or ("results/miniworld-bases-fast" if bases_run and args.fast else f"results/miniworld{suffix}")
     if args.command == "general":  # one folder and one results folder per LLM
         out = args.out or f"runs/miniworld-general{suffix}/{args.llm}"

@@ -100,12 +100,19 @@ def summary_outcomes(run_dir: str | Path) -> dict[str, dict[str, list[float]]]:
     return {"summary": out}
 
 
-def translation_stats(run_dir: str | Path) -> dict[str, dict[str, list[list[float]]]]:
-    """{"x-en" | "en-x": {lang short code: per-sentence chrF++ statistics}} (sacrebleu's sufficient statistics:
-    summed over any set of sentences and scored, they give that set's corpus chrF++)."""
+def _metric(name: str, tgt_lang: str = ENGLISH):
     import sacrebleu  # noqa: PLC0415
 
-    metric = sacrebleu.CHRF(word_order=2)
+    if name == "chrF++":
+        return sacrebleu.CHRF(word_order=2)
+    from eval.metrics import bleu_tokenizer  # noqa: PLC0415  (eval's BLEU: spBLEU when its model is on disk)
+
+    return sacrebleu.BLEU(tokenize=bleu_tokenizer(tgt_lang))
+
+
+def translation_stats(run_dir: str | Path, metric_name: str = "chrF++") -> dict[str, dict[str, list[list[float]]]]:
+    """{"x-en" | "en-x": {lang short code: per-sentence chrF++ (or BLEU) statistics}} (sacrebleu's sufficient
+    statistics: summed over any set of sentences and scored, they give that set's corpus score)."""
     by_unit: dict[tuple[str, str], list[dict]] = {}
     for record in _records(run_dir):
         direction = "x-en" if record["tgt_lang"] == ENGLISH else "en-x"
@@ -115,6 +122,7 @@ def translation_stats(run_dir: str | Path) -> dict[str, dict[str, list[list[floa
     for (direction, lang), records in sorted(by_unit.items()):
         records.sort(key=_item_order)
         hyps = [r["predictions"][r["tgt_lang"]] for r in records]
+        metric = _metric(metric_name, records[0]["tgt_lang"])
         stats = metric._extract_corpus_statistics(hyps, [[r["reference"] for r in records]])  # per sentence
         out.setdefault(direction, {})[lang] = [list(map(float, s)) for s in stats]
     return out
@@ -122,6 +130,9 @@ def translation_stats(run_dir: str | Path) -> dict[str, dict[str, list[list[floa
 
 def chrf_from_stats(summed) -> float:
     """chrF++ of summed sufficient statistics (the scorer of `translation_stats`)."""
-    import sacrebleu  # noqa: PLC0415
+    return _metric("chrF++")._compute_score_from_stats(list(summed)).score
 
-    return sacrebleu.CHRF(word_order=2)._compute_score_from_stats(list(summed)).score
+
+def bleu_from_stats(summed) -> float:
+    """BLEU of summed sufficient statistics (`translation_stats(..., "BLEU")`; scoring needs no tokenizer)."""
+    return _metric("BLEU")._compute_score_from_stats(list(summed)).score

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import base_eval, shipped
-from .bases import FIRST_BASES, BaseConfig, is_done, mark_done, pretrain
+from .bases import FIRST_BASES, LLM_FAMILIES, BaseConfig, is_done, mark_done, pretrain
 from .bridge import StageSchedule, encoder_only_jobs, xbridge_jobs
 from .evaluate import math_outcomes, register_languages, run_benchmark, summary_outcomes, translation_stats
 from .jobs import Job, Stopwatch, run_jobs
@@ -125,7 +125,10 @@ def outcomes(runs: dict) -> dict:
     """Per-item outcomes of one evaluation job: {"mgsm": math_outcomes, "xlsum": summary_outcomes, "flores":
     translation_stats}."""
     scorers = {"mgsm": math_outcomes, "xlsum": summary_outcomes, "flores": translation_stats}
-    return {benchmark: scorers[benchmark](folder) for benchmark, folder in runs.items()}
+    out = {benchmark: scorers[benchmark](folder) for benchmark, folder in runs.items()}
+    if "flores" in runs:
+        out["flores-bleu"] = translation_stats(runs["flores"], "BLEU")
+    return out
 
 
 def trained_system_jobs(plan: Plan, system: str, seed: int, root: Path, nmt: str, llm: str, tag: str | None = None,
@@ -260,24 +263,43 @@ def compare_weights(a: str | Path, b: str | Path) -> dict:
 REBUILD = {"nmt": "python -m miniworld bases", "llm": "python -m miniworld bases", "bridge": "python -m miniworld"}
 
 
+def _base_description(kind: str) -> str:
+    if kind.startswith("nmt"):
+        return ("An NLLB-architecture translation model (`M2M100ForConditionalGeneration` + `NllbTokenizer`) between "
+                "English and the six synthetic languages" + (", stories and summaries included" if kind != "nmt" else ""))
+    if kind == "llm":
+        return ("An English-only Llama-architecture LLM (`LlamaForCausalLM`) that solves the world's word problems "
+                "step by step")
+    family = kind.removeprefix("llm-")
+    return (f"A general English LLM of the {family} family (`AutoModelForCausalLM`, model_type `{family}`: "
+            f"{LLM_FAMILIES[family][1]}), pretrained on the world's English stories and instruction-tuned on its math "
+            "problems and summaries with the harness's instructions")
+
+
+def _base_summary(metrics: dict) -> str:
+    if "chrf" in metrics:
+        return "chrF per pair: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics["chrf"].items())
+    text = f"English accuracy {metrics['accuracy']:.1f}% on {metrics['n']} held-out problems"
+    if "summary_rouge_l" in metrics:
+        text += f"; English summary ROUGE-L {metrics['summary_rouge_l']:.1f} on {metrics['n_stories']} held-out stories"
+    return text
+
+
 def publish_checkpoints(plan: Plan, names: tuple[str, ...]) -> None:
-    """Ship this run's bases (`bases`) or its seed-0 bridge (`bridge`) as the package's checkpoints, each with a
-    model card and metrics; the bridge's config then names its bases `../nmt` and `../llm`."""
-    if "nmt" in names or "llm" in names:
-        measured = json.loads((plan.results / "base_models.json").read_text())["rebuilt"]
-    for kind in [n for n in names if n in ("nmt", "llm")]:
+    """Ship this run's bases (`bases`, or `bases --general`) or its seed-0 bridge (`bridge`) as the package's
+    checkpoints, each with a model card and metrics; the bridge's config then names its bases `../nmt` and `../llm`."""
+    bases = [n for n in names if n != "bridge"]
+    if bases:
+        report = "base_models.json" if set(bases) <= set(FIRST_BASES) else "base_models_general.json"
+        measured = json.loads((plan.results / report).read_text())["rebuilt"]
+    for kind in bases:
         folder = plan.out / "bases" / kind
         info = json.loads((folder / "COMPLETED").read_text())
-        metrics = measured[kind]
-        summary = (f"English accuracy {metrics['accuracy']:.1f}% on {metrics['n']} held-out problems" if kind == "llm" else
-                   "chrF per pair: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics["chrf"].items()))
-        card = _card(kind, "An NLLB-architecture translation model (`M2M100ForConditionalGeneration` + `NllbTokenizer`) "
-                     "between English and the six synthetic languages" if kind == "nmt" else
-                     "An English-only Llama-architecture LLM (`LlamaForCausalLM`) that solves the world's word problems "
-                     "step by step", f"{info['params']:,} parameters, {info['config']['nmt_steps' if kind == 'nmt' else 'llm_steps']} "
-                     f"steps, seed {info['config']['seed']}, one thread; final training loss {info['train_loss']:.4f}",
-                     summary, shipped.sha256(folder / "model.safetensors"))
-        shipped.publish(kind, folder, card, dict(metrics, params=info["params"], config=info["config"]))
+        steps = info["config"]["nmt_steps" if kind.startswith("nmt") else "llm_steps"]
+        card = _card(kind, _base_description(kind), f"{info['params']:,} parameters, {steps} steps, seed "
+                     f"{info['config']['seed']}, one thread; final training loss {info['train_loss']:.4f}",
+                     _base_summary(measured[kind]), shipped.sha256(folder / "model.safetensors"))
+        shipped.publish(kind, folder, card, dict(measured[kind], params=info["params"], config=info["config"]))
     if "bridge" in names:
         folder = plan.out / "xbridge" / f"seed{plan.seeds[0]}" / "stage3"
         results = json.loads((plan.results / "results.json").read_text())
@@ -307,7 +329,7 @@ def publish_checkpoints(plan: Plan, names: tuple[str, ...]) -> None:
 
 
 def _card(name: str, what: str, training: str, metrics: str, sha: str) -> str:
-    auto = "AutoModelForSeq2SeqLM" if name == "nmt" else "AutoModelForCausalLM"
+    auto = "AutoModelForSeq2SeqLM" if name.startswith("nmt") else "AutoModelForCausalLM"
     usage = ("from transformers import AutoModel, AutoProcessor\n"
              "model = AutoModel.from_pretrained(checkpoint(\"xbridge-miniworld/bridge\"), trust_remote_code=True)\n"
              "processor = AutoProcessor.from_pretrained(checkpoint(\"xbridge-miniworld/bridge\"), trust_remote_code=True)"
@@ -318,6 +340,7 @@ def _card(name: str, what: str, training: str, metrics: str, sha: str) -> str:
         "---", "library_name: transformers", "license: apache-2.0", "tags: [xbridge, mini-world, synthetic]", "---", "",
         f"# xbridge-miniworld/{name}", "", f"{what} of the mini-world, trained from scratch on CPU on the world's "
         "synthetic data (`miniworld/world.py`, seed 0).", "", f"- Training: {training}.", f"- Metrics: {metrics}.",
-        f"- Rebuild: `{REBUILD[name]}` (from a checkout; it reports whether the rebuild is identical bit for bit).",
+        f"- Rebuild: `{REBUILD.get(name, 'python -m miniworld bases --general')}` (from a checkout; it reports "
+        "whether the rebuild is identical bit for bit).",
         f"- `model.safetensors` SHA-256: `{sha}` (every file: `miniworld/checkpoints/SHA256SUMS`).", "",
         "```python", "from miniworld.shipped import checkpoint", usage, "```", ""])

@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
 
 from . import shipped, stats  # noqa: E402
-from .evaluate import chrf_from_stats  # noqa: E402
+from .evaluate import bleu_from_stats, chrf_from_stats  # noqa: E402
 from .world import ENGLISH, LOW_RESOURCE, UNSEEN, short_code  # noqa: E402
 
 EN = short_code(ENGLISH)
@@ -49,10 +49,10 @@ def math_estimates(per_seed: list[dict], task: str) -> dict[str, stats.Estimate]
     return out
 
 
-def translation_estimates(per_seed: list[dict], direction: str) -> dict[str, stats.Estimate]:
-    langs = per_seed[0].get("flores", {}).get(direction, {})
-    return {lang: stats.corpus_score([seed["flores"][direction][lang] for seed in per_seed], chrf_from_stats)
-            for lang in langs}
+def translation_estimates(per_seed: list[dict], direction: str, metric: str = "chrF++") -> dict[str, stats.Estimate]:
+    key, scorer = ("flores", chrf_from_stats) if metric == "chrF++" else ("flores-bleu", bleu_from_stats)
+    langs = per_seed[0].get(key, {}).get(direction, {})
+    return {lang: stats.corpus_score([seed[key][direction][lang] for seed in per_seed], scorer) for lang in langs}
 
 
 def target(diff: stats.Estimate, margin: float) -> str:
@@ -188,6 +188,8 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
     math = {task: {s: v for s, v in rows.items() if v} for task, rows in math.items()}
     translation = {f"{s} {d}": translation_estimates(per_system[s], d) for s in order for d in ("x-en", "en-x")}
     translation = {k: v for k, v in translation.items() if v}
+    bleu = {f"{s} {d}": translation_estimates(per_system[s], d, "BLEU") for s in order for d in ("x-en", "en-x")}
+    bleu = {k: v for k, v in bleu.items() if v} if plan.general else {}
     summary = {s: v for s in order if (v := math_estimates(per_system[s], "summary"))}
     checks = claims(per_system)
     kinds = ("nmt-general", f"llm-{plan.llm}") if plan.general else ("nmt", "llm")
@@ -211,6 +213,8 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
         *(["## Summaries: ROUGE-L of the summary in the story's language", "", *table(summary, columns), ""]
           if summary else []),
         "## Translation: chrF++ on held-out sentences", "", *table(translation, columns[1:-1], "system / direction"), "",
+        *(["## Translation: BLEU on held-out sentences", "", *table(bleu, columns[1:-1], "system / direction"), ""]
+          if bleu else []),
         "## Per seed (average over the non-English languages)", "", *per_seed_table(per_system, plan.seeds), "",
         "## Claims, judged on paired intervals", "",
         "A - B in points [95% interval]; `higher` / `lower` only when the interval excludes 0, targets `met` only "
@@ -241,6 +245,8 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
                translation={k: {lang: e.to_dict() for lang, e in rows.items()} for k, rows in translation.items()},
                **({"summary": {k: {lang: e.to_dict() for lang, e in rows.items()} for k, rows in summary.items()}}
                   if summary else {}),
+               **({"translation_bleu": {k: {lang: e.to_dict() for lang, e in rows.items()} for k, rows in bleu.items()}}
+                  if bleu else {}),
                claims=checks, losses=losses, bases={kind: {k: v for k, v in m.items() if k != "losses"} for kind, m in base.items()})
     (results / "results.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     return out
