@@ -1,13 +1,18 @@
-"""`python -m miniworld [all|bases|ablation|publish] [--fast] [--seeds 0 1 2] [--workers N]`
+"""`python -m miniworld [all|general|bases|ablation|publish] [--fast] [--seeds 0 1 2] [--workers N]`
 
 - all (default), the main job: from the shipped bases (as a user starts from NLLB-200 and an LLM), the three
   XBridge stages and the encoder-only baseline with every seed, every system evaluated through eval/, results
   (markdown with intervals, JSON, PNG) in results/miniworld/. `--fast`: the CI variant (fewer steps, three
   languages, 40 problems, one seed).
+- general: the main job in the general world (issue 13), on the general LLM `--llm llama|qwen2|gemma`: math,
+  summaries (XL-Sum's shape) and translation (Table 1) for every system, the harness's task instructions; results
+  in results/miniworld/general/<llm>/.
 - bases: pretrain both bases from scratch and compare them with the shipped ones (metrics side by side, and
-  whether the weights are identical bit for bit).
+  whether the weights are identical bit for bit). `--general`: the general world's bases instead (an NMT that also
+  knows stories and summaries, and general English LLMs of three families: Llama, Qwen2, Gemma).
 - ablation: every ablation row with the same seeds over the shipped bases (results/miniworld/ablation.md).
-- publish: ship this run's bases (`--what nmt llm`) or seed-0 bridge (`--what bridge`) as the package's checkpoints.
+- publish: ship this run's bases (`--what nmt llm`; the general ones: `--what nmt-general llm-llama llm-qwen2
+  llm-gemma`) or seed-0 bridge (`--what bridge`) as the package's checkpoints.
 
 Every job runs with one thread, set once at its start; jobs run side by side (`--workers`, default: the core
 count), which changes only the wall time, never a number. Finished steps are reused on a re-run.
@@ -17,19 +22,28 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m miniworld", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="all", choices=["all", "bases", "ablation", "publish"])
+    parser.add_argument("command", nargs="?", default="all", choices=["all", "general", "bases", "ablation", "publish"])
     parser.add_argument("--fast", action="store_true", help="the CI variant: fewer steps, languages and problems")
     parser.add_argument("--out", default=None, help="work folder (default runs/miniworld[-fast]; bases: runs/miniworld-bases)")
     parser.add_argument("--results", default=None, help="where tables/plots go (default results/miniworld[-fast])")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="training seeds of every trained system (default 0 1 2; --fast: 0)")
     parser.add_argument("--workers", type=int, default=None, help="jobs side by side (default: the core count)")
-    parser.add_argument("--what", nargs="+", default=["nmt", "llm"], choices=["nmt", "llm", "bridge"],
+    parser.add_argument("--general", action="store_true",
+                        help="bases: the general world's (the NMT with stories, LLMs of three families)")
+    parser.add_argument("--llm", default="llama", choices=["llama", "qwen2", "gemma"],
+                        help="general: which general LLM the bridge joins")
+    parser.add_argument("--bases-from", default=None,
+                        help="general: take the bases from this `bases --general` run folder instead of the shipped ones")
+    parser.add_argument("--what", nargs="+", default=["nmt", "llm"],
+                        choices=["nmt", "llm", "bridge", "nmt-general", "llm-llama", "llm-qwen2", "llm-gemma"],
                         help="publish: which checkpoints to ship from this run")
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
@@ -49,20 +63,31 @@ def main(argv: list[str] | None = None) -> int:
     # `bases` rebuilds in a folder of its own, so it never reuses the bases a main job might have left
     bases_run = args.command == "bases" or shipping_bases
     out = args.out or (f"runs/miniworld-bases{suffix}" if bases_run else f"runs/miniworld{suffix}")
+    if shipping_bases and any(kind.endswith(("-general", "-llama", "-qwen2", "-gemma")) for kind in args.what):
+        out = args.out or f"runs/miniworld-bases{suffix}-general"  # where `bases --general` trained them
     results = args.results or ("results/miniworld-bases-fast" if bases_run and args.fast else f"results/miniworld{suffix}")
-    plan = Plan.make(out, results, args.fast, tuple(args.seeds) if args.seeds else None)
+    if args.command == "general":  # one folder and one results folder per LLM
+        out = args.out or f"runs/miniworld-general{suffix}/{args.llm}"
+        results = args.results or f"results/miniworld{suffix}/general/{args.llm}"
+    plan = Plan.make(out, results, args.fast, tuple(args.seeds) if args.seeds else None,
+                     general=args.command == "general", llm=args.llm)
+    if args.bases_from:
+        folder = Path(args.bases_from) / "bases"
+        plan = replace(plan, bases=(str(folder / "nmt-general"), str(folder / f"llm-{args.llm}")))
     if args.command == "bases":
+        from .bases import FIRST_BASES, GENERAL_BASES, BaseConfig  # noqa: PLC0415
+        from .world import WorldConfig  # noqa: PLC0415
+
+        kinds = GENERAL_BASES if args.general else FIRST_BASES
+        if args.general and not args.out:
+            plan = replace(plan, out=Path(f"{plan.out}-general"))
         if args.fast:  # the quick check: a small world, a few steps (the shipped bases come from the full command)
-            from dataclasses import replace  # noqa: PLC0415
-
-            from .bases import BaseConfig  # noqa: PLC0415
-            from .world import WorldConfig  # noqa: PLC0415
-
             comparison = rebuild_bases(replace(plan, world=WorldConfig.fast()), BaseConfig.fast(), args.workers,
-                                       compare=False)
+                                       compare=False, kinds=kinds)
         else:
-            comparison = rebuild_bases(plan, workers=args.workers)
-        print(f"see {plan.results / 'base_models.md'}: " + "; ".join(
+            comparison = rebuild_bases(plan, BaseConfig.general() if args.general else None, args.workers, kinds=kinds)
+        report = "base_models_general.md" if args.general else "base_models.md"
+        print(f"see {plan.results / report}: " + "; ".join(
             f"{kind}: " + ("no shipped one" if same is None else "identical bit for bit" if same["identical"]
                            else f"differs (max |diff| {same['max_abs_diff']:.3g})")
             for kind, same in comparison["identical"].items()))

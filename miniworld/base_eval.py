@@ -38,6 +38,42 @@ def eval_llm(llm_dir: str | Path, world_dir: str | Path, limit: int | None = Non
                 examples=[dict(question=r["question"], prediction=p, answer=r["answer"]) for r, p in zip(rows[:3], preds)])
 
 
+def eval_general_llm(llm_dir: str | Path, world_dir: str | Path, limit: int | None = None) -> dict:
+    """A general LLM (issue 13) prompted as the harness prompts it: held-out English math accuracy, English summary
+    ROUGE-L (eval's XL-Sum scorer), and how well it writes held-out English stories (mean token NLL)."""
+    import torch  # noqa: PLC0415
+
+    from eval.metrics import rouge_l  # noqa: PLC0415
+
+    from .bases import chat_prompt  # noqa: PLC0415
+    from .world import MATH_INSTRUCTION, SUMMARY_INSTRUCTION  # noqa: PLC0415
+
+    tok = AutoTokenizer.from_pretrained(llm_dir)
+    model = AutoModelForCausalLM.from_pretrained(llm_dir).eval()
+    world_dir = Path(world_dir)
+    problems = [r for r in read_jsonl(world_dir / "test" / "problems.jsonl") if r["lang"] == ENGLISH][:limit]
+    stories = [r for r in read_jsonl(world_dir / "test" / "stories.jsonl") if r["lang"] == ENGLISH][:limit]
+    t0 = time.time()
+
+    def answer(instruction: str, texts: list[str], max_new_tokens: int) -> list[str]:
+        prompts = [chat_prompt(tok, instruction, t) for t in texts]
+        return llm_generate(model, tok, prompts, max_new_tokens=max_new_tokens, add_special_tokens=False)
+
+    math = answer(MATH_INSTRUCTION, [r["question"] for r in problems], 128)
+    summaries = answer(SUMMARY_INSTRUCTION, [r["story"] for r in stories], 48)
+    correct = [last_number(p) == r["answer"] for p, r in zip(math, problems)]
+    with torch.no_grad():  # loss on every token of each held-out story, as in pretraining
+        nll = []
+        for r in stories:
+            ids = tok(r["story"], return_tensors="pt")["input_ids"]
+            nll.append(model(input_ids=ids, labels=ids).loss.item())
+    return dict(accuracy=100 * sum(correct) / len(problems), n=len(problems),
+                summary_rouge_l=rouge_l(summaries, [r["summary"] for r in stories], ENGLISH), n_stories=len(stories),
+                story_nll=sum(nll) / len(nll), seconds=time.time() - t0,
+                examples=[dict(question=r["question"], prediction=p) for r, p in zip(problems[:2], math)]
+                + [dict(story=r["story"], prediction=p, reference=r["summary"]) for r, p in zip(stories[:2], summaries)])
+
+
 def eval_nmt(nmt_dir: str | Path, world_dir: str | Path, limit: int | None = None) -> dict:
     tok = AutoTokenizer.from_pretrained(nmt_dir)
     model = AutoModelForSeq2SeqLM.from_pretrained(nmt_dir)

@@ -27,8 +27,11 @@ from transformers import (
     M2M100ForConditionalGeneration,
     NllbTokenizer,
     PreTrainedTokenizerFast,
+    AutoConfig,
+    AutoModelForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
+    Qwen2Tokenizer,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -83,6 +86,13 @@ class BaseConfig:
     llm_lr: float = 2e-3
     max_len: int = 128
     seed: int = 0
+
+    @classmethod
+    def general(cls) -> BaseConfig:
+        """The general world's bases (issue 13): the LLM also learns stories and summaries (60% of its records are
+        math, 28% summaries, 12% plain stories), so it trains longer to keep its math (5000 steps with 45% math:
+        66% English accuracy; ANALYSIS.md)."""
+        return cls(llm_steps=7000, llm_vocab=800)
 
     @classmethod
     def fast(cls) -> BaseConfig:
@@ -149,13 +159,17 @@ def encode_pairs(tok: NllbTokenizer, rows: list[dict], max_len: int) -> list[dic
     return out
 
 
-def train_nmt(world_dir: str | Path, out: str | Path, cfg: BaseConfig, callbacks: list | None = None) -> Path:
-    """Train the NLLB-architecture translation model on `nmt_pretrain.jsonl`; saves model + tokenizer."""
+def train_nmt(world_dir: str | Path, out: str | Path, cfg: BaseConfig, callbacks: list | None = None,
+              general: bool = False) -> Path:
+    """Train the NLLB-architecture translation model on `nmt_pretrain.jsonl` (`general`: and the stories and
+    summaries of `general/nmt.jsonl`); saves model + tokenizer."""
     world_dir, out = Path(world_dir), Path(out)
     if is_done(out):
         return out
     torch.manual_seed(cfg.seed)
     rows = read_jsonl(world_dir / "nmt_pretrain.jsonl")
+    if general:
+        rows += read_jsonl(world_dir / "general" / "nmt.jsonl")
     world = json.loads((world_dir / "world.json").read_text())
     codes = world["languages"]
     lang_codes = [ENGLISH, *codes]
@@ -281,13 +295,14 @@ def train_llm(world_dir: str | Path, out: str | Path, cfg: BaseConfig, callbacks
 
 
 @torch.no_grad()
-def llm_generate(model, tok, prompts: list[str], batch_size: int = 64, max_new_tokens: int = 64) -> list[str]:
-    """Greedy completion of full prompts (left padded, BOS added by the tokenizer)."""
+def llm_generate(model, tok, prompts: list[str], batch_size: int = 64, max_new_tokens: int = 64,
+                 add_special_tokens: bool = True) -> list[str]:
+    """Greedy completion of full prompts (left padded; BOS added by the tokenizer unless the prompt has it)."""
     model.eval()
     tok.padding_side = "left"
     out = []
     for i in range(0, len(prompts), batch_size):
-        enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True)
+        enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
         gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
         out += tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     return out
@@ -297,9 +312,109 @@ def english_prompt(question: str) -> str:
     return LLM_PROMPT.format(question=question)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# General LLMs (issue 13): three architecture families on the same English data
+# ----------------------------------------------------------------------------------------------------------
+GENERAL_CHAT_TEMPLATE = (
+    "{% if bos_token %}{{ bos_token }}{% endif %}{% for m in messages %}{% if m['role'] == 'user' %}### Instruction: "
+    "{{ m['content'] }} ### Response:{% elif m['role'] == 'assistant' %} {{ m['content'] }}{{ eos_token }}{% endif %}"
+    "{% endfor %}"
+)
+# family -> (transformers model_type, what sets it apart). Each gets the same width and data; the differences are
+# the architectures' own (and the tokenizer their checkpoints load with).
+LLM_FAMILIES = {
+    "llama": ("llama", "RMSNorm, SwiGLU, RoPE; Metaspace BPE with <unk> for foreign scripts (as Llama 2)"),
+    "qwen2": ("qwen2", "q/k/v biases; byte-level BPE, one token per digit (transformers loads any qwen2 "
+                       "checkpoint's tokenizer as Qwen2Tokenizer, so it is trained as one)"),
+    "gemma": ("gemma", "input embeddings scaled by sqrt(hidden) inside the model, (1 + w) RMSNorm, GeGLU"),
+}
+
+
+def general_llm_tokenizer(family: str, texts: list[str], vocab_size: int):
+    if family == "qwen2":
+        # byte-level: a foreign script is a run of byte tokens, as for the real Qwen2.5 (no <unk>)
+        tok = Qwen2Tokenizer().train_new_from_iterator(texts, vocab_size=vocab_size)
+    else:
+        tok = train_llm_tokenizer(texts, vocab_size)
+    tok.padding_side = "left"
+    tok.chat_template = GENERAL_CHAT_TEMPLATE
+    return tok
+
+
+def general_llm_config(family: str, tok, cfg: BaseConfig):
+    if family not in LLM_FAMILIES:
+        raise ValueError(f"unknown LLM family {family!r}; known: {sorted(LLM_FAMILIES)}")
+    heads = cfg.llm_heads
+    return AutoConfig.for_model(
+        LLM_FAMILIES[family][0], vocab_size=len(tok), hidden_size=cfg.llm_d_model, intermediate_size=cfg.llm_ffn,
+        num_hidden_layers=cfg.llm_layers, num_attention_heads=heads, num_key_value_heads=heads,
+        head_dim=cfg.llm_d_model // heads, max_position_embeddings=512, tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        rope_theta=10000.0)
+
+
+def chat_prompt(tok, instruction: str, text: str) -> str:
+    """The prompt eval/systems.py's LLM builds (instruction and text on two lines, the chat template around)."""
+    query = "\n".join(part for part in (instruction, text) if part)
+    return tok.apply_chat_template([{"role": "user", "content": query}], tokenize=False, add_generation_prompt=True)
+
+
+def encode_general(tok, rows: list[dict], max_len: int) -> list[dict]:
+    """Plain text rows: loss on every token. Instruction rows: the chat prompt, then ` output</s>` with the loss on
+    the output only (as instruction tuning does)."""
+    out = []
+    for r in rows:
+        if "text" in r:
+            ids = ([tok.bos_token_id] if tok.bos_token_id is not None else []) + tok(r["text"], add_special_tokens=False)["input_ids"]
+            ids = (ids + [tok.eos_token_id])[:max_len]
+            labels = [-100 if i == tok.bos_token_id else i for i in ids]
+        else:
+            prompt = tok(chat_prompt(tok, r["instruction"], r["input"]), add_special_tokens=False)["input_ids"]
+            answer = tok(" " + r["output"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            ids, labels = (prompt + answer)[:max_len], ([-100] * len(prompt) + answer)[:max_len]
+        out.append(dict(input_ids=ids, attention_mask=[1] * len(ids), labels=labels, length=len(ids)))
+    return out
+
+
+def train_general_llm(family: str, world_dir: str | Path, out: str | Path, cfg: BaseConfig,
+                      callbacks: list | None = None) -> Path:
+    """A general English LLM of `family` on `general/llm.jsonl`: stories as plain text, math and summaries as
+    instructions; saves model + tokenizer like any Hub LLM."""
+    world_dir, out = Path(world_dir), Path(out)
+    if is_done(out):
+        return out
+    torch.manual_seed(cfg.seed)
+    rows = read_jsonl(world_dir / "general" / "llm.jsonl")
+    texts = [r["text"] if "text" in r else f"{r['instruction']}\n{r['input']} {r['output']}" for r in rows]
+    tok = general_llm_tokenizer(family, texts + ["### Instruction: ### Response:"], cfg.llm_vocab)
+    model = AutoModelForCausalLM.from_config(general_llm_config(family, tok, cfg))
+    data = _ListDataset(encode_general(tok, rows, cfg.max_len))
+    tok.padding_side = "right"
+    collator = DataCollatorForSeq2Seq(tok, pad_to_multiple_of=8, label_pad_token_id=-100)
+    args = _training_args(out, cfg.llm_steps, cfg.llm_batch, cfg.llm_lr, cfg.seed)
+    t0 = time.time()
+    result, losses = _fit(f"llm-{family}", model, args, data, collator, callbacks)
+    tok.padding_side = "left"
+    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                               pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=96)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    mark_done(out, dict(seconds=time.time() - t0, train_loss=result.training_loss, losses=losses, family=family,
+                        params=model.num_parameters(), vocab=len(tok), examples=len(data), config=asdict(cfg)))
+    return out
+
+
 def pretrain(kind: str, world_dir: str | Path, out: str | Path, cfg: BaseConfig) -> str:
-    """One base (`"llm"` or `"nmt"`), as a job of jobs.run_jobs; returns its folder."""
-    trainers = {"llm": train_llm, "nmt": train_nmt}
-    if kind not in trainers:
-        raise ValueError(f"unknown base {kind!r}; known: {sorted(trainers)}")
-    return str(trainers[kind](world_dir, out, cfg))
+    """One base (`"llm"`, `"nmt"` or a general LLM `"llm-<family>"`), as a job of jobs.run_jobs; returns its
+    folder."""
+    if kind == "llm":
+        return str(train_llm(world_dir, out, cfg))
+    if kind in ("nmt", "nmt-general"):
+        return str(train_nmt(world_dir, out, cfg, general=kind == "nmt-general"))
+    if kind.removeprefix("llm-") in LLM_FAMILIES:
+        return str(train_general_llm(kind.removeprefix("llm-"), world_dir, out, cfg))
+    raise ValueError(f"unknown base {kind!r}; known: {sorted(FIRST_BASES + GENERAL_BASES)}")
+
+
+FIRST_BASES = ("llm", "nmt")  # the first world's: a reasoning-only English LLM and the NMT (the shipped ones)
+GENERAL_BASES = ("nmt-general", *(f"llm-{family}" for family in LLM_FAMILIES))  # the general world's (issue 13)

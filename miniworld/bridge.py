@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .bases import is_done, mark_done
@@ -41,6 +41,10 @@ class StageSchedule:
     # (English BPE: bytes) and misreads the Latin-script one, so there it is noise: without it, 41.7% -> 73.7%
     # (ANALYSIS.md). The LLM then reads the question only through the encoder map, under an English instruction.
     source_in_prompt: bool = False
+    # the general world (issue 13): the LLM's own chat template around the task instruction (records carry it), and
+    # room for its longer answers ("Let's think step by step. ...", byte-level digits)
+    chat_template: bool = False
+    max_tokens: int = 96
 
     @classmethod
     def fast(cls) -> StageSchedule:
@@ -52,8 +56,8 @@ class StageSchedule:
     def scaled(self, fraction: float) -> StageSchedule:
         """The same recipe with every stage's steps times `fraction` (the ablation's shorter schedule)."""
         cut = lambda steps: max(10, round(steps * fraction))  # noqa: E731
-        return StageSchedule(cut(self.stage1), cut(self.stage2), cut(self.stage3), self.batch, self.lr, self.warmup,
-                             cut(self.enc_only1), cut(self.enc_only2), self.source_in_prompt)
+        return replace(self, stage1=cut(self.stage1), stage2=cut(self.stage2), stage3=cut(self.stage3),
+                       enc_only1=cut(self.enc_only1), enc_only2=cut(self.enc_only2))
 
 
 def common_flags(schedule: StageSchedule, steps: int, out: Path, train_file: Path, seed: int) -> list[str]:
@@ -62,9 +66,10 @@ def common_flags(schedule: StageSchedule, steps: int, out: Path, train_file: Pat
             "--learning_rate", str(schedule.lr), "--warmup_steps", str(schedule.warmup), "--lr_scheduler_type", "cosine",
             "--base_dtype", "float32", "--bf16", "false", "--use_cpu", "true", "--save_strategy", "no",
             "--logging_steps", str(max(1, steps // 10)), "--report_to", "none", "--dataloader_num_workers", "0",
-            "--max_source_tokens", "96", "--max_answer_tokens", "96", "--max_target_tokens", "96",
+            *[arg for side in ("source", "answer", "target") for arg in (f"--max_{side}_tokens", str(schedule.max_tokens))],
             "--prompt_template", BRIDGE_PROMPT, "--disable_tqdm", "true",
-            "--source_in_prompt", str(schedule.source_in_prompt).lower()]
+            "--source_in_prompt", str(schedule.source_in_prompt).lower(),
+            "--use_chat_template", str(schedule.chat_template).lower()]
 
 
 def loss_history(folder: Path) -> dict[str, list[float]]:

@@ -27,23 +27,39 @@ def register_languages(world_dir: str | Path) -> list[str]:
     for code in codes:
         if code in table.BY_NLLB:
             continue
-        # no Tatoeba/XL-Sum/ROUGE data for them; sacrebleu's 13a splits their space-separated words fine
-        table.register(table.Language(short_code(code), code, f"Mini-{short_code(code)}", None, None, None, "13a"))
+        # no Tatoeba data; XL-Sum-style stories under their short code; ROUGE's and sacrebleu's default tokenisers
+        # split their space-separated words fine (no Thai segmenter for the Thai-script one: it has spaces)
+        table.register(table.Language(short_code(code), code, f"Mini-{short_code(code)}", None, short_code(code), None,
+                                      "13a"))
     return codes
 
 
+KIND = {"mgsm": "math", "flores": "translate", "xlsum": "summarize"}
+MAX_NEW_TOKENS = {"math": 64, "translate": 64, "summarize": 48}
+
+
 def run_benchmark(benchmark: str, system: str, world_dir: str | Path, out: str | Path, langs: list[str],
-                  limit: int | None = None, batch_size: int = 50, max_new_tokens: int = 64, **models) -> str:
+                  limit: int | None = None, batch_size: int = 50, max_new_tokens: int | None = None, instructed: bool = False,
+                  **models) -> str:
     """One `python -m eval <benchmark> --system <system>` run on the world's test files (in process); returns
-    the folder holding its `predictions.jsonl` and `scores.json`."""
+    the folder holding its `predictions.jsonl` and `scores.json`. `instructed`: every system gets the harness's task
+    instruction (the general world's LLMs are tuned on it); otherwise none (the first world's LLM knows none)."""
     from eval.runner import run  # noqa: PLC0415
+    from eval.systems import system_class  # noqa: PLC0415
+
+    from .world import TASK_INSTRUCTIONS  # noqa: PLC0415
 
     register_languages(world_dir)
-    source = Path(world_dir) / "test" / ("mgsm" if benchmark == "mgsm" else "flores")
-    kind = "math" if benchmark == "mgsm" else "translate"
-    run(benchmark, system, langs, str(out), source=str(source), batch_size=batch_size, device="cpu", limit=limit,
-        dtype="float32", instruction=NO_INSTRUCTION, max_new_tokens={kind: max_new_tokens}, comet_model=None,
-        directions=["x-en", "en-x"] if benchmark == "flores" else None, **models)
+    kind = KIND[benchmark]
+    instruction = TASK_INSTRUCTIONS.get(kind, NO_INSTRUCTION) if instructed else NO_INSTRUCTION
+    if max_new_tokens is None:  # the general LLM opens its math answers with "Let's think step by step."
+        max_new_tokens = MAX_NEW_TOKENS[kind] * (2 if instructed and kind == "math" else 1)
+    directions = None
+    if benchmark == "flores":  # an English-only system (encoder-only) translates into English only
+        directions = ["x-en"] if system_class(system).english_only else ["x-en", "en-x"]
+    run(benchmark, system, langs, str(out), source=str(Path(world_dir) / "test" / benchmark), batch_size=batch_size,
+        device="cpu", limit=limit, dtype="float32", instruction=instruction, max_new_tokens={kind: max_new_tokens},
+        comet_model=None, directions=directions, **models)
     return str(Path(out) / benchmark / system)
 
 
@@ -72,12 +88,31 @@ def math_outcomes(run_dir: str | Path) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-def translation_stats(run_dir: str | Path) -> dict[str, dict[str, list[list[float]]]]:
-    """{"x-en" | "en-x": {lang short code: per-sentence chrF++ statistics}} (sacrebleu's sufficient statistics:
-    summed over any set of sentences and scored, they give that set's corpus chrF++)."""
+def summary_outcomes(run_dir: str | Path) -> dict[str, dict[str, list[float]]]:
+    """{"summary": {lang short code: [ROUGE-L F1 (0-1) per story, in story order]}}: eval's XL-Sum scorer, item
+    by item (its corpus score is their mean, x 100)."""
+    from eval.metrics import rouge_l  # noqa: PLC0415
+
+    out: dict[str, list] = {}
+    for record in sorted(_records(run_dir), key=lambda r: (r["src_lang"], _item_order(r))):
+        lang = record["tgt_lang"]
+        out.setdefault(short_code(lang), []).append(rouge_l([record["predictions"][lang]], [record["reference"]], lang) / 100)
+    return {"summary": out}
+
+
+def _metric(name: str, tgt_lang: str = ENGLISH):
     import sacrebleu  # noqa: PLC0415
 
-    metric = sacrebleu.CHRF(word_order=2)
+    if name == "chrF++":
+        return sacrebleu.CHRF(word_order=2)
+    from eval.metrics import bleu_tokenizer  # noqa: PLC0415  (eval's BLEU: spBLEU when its model is on disk)
+
+    return sacrebleu.BLEU(tokenize=bleu_tokenizer(tgt_lang))
+
+
+def translation_stats(run_dir: str | Path, metric_name: str = "chrF++") -> dict[str, dict[str, list[list[float]]]]:
+    """{"x-en" | "en-x": {lang short code: per-sentence chrF++ (or BLEU) statistics}} (sacrebleu's sufficient
+    statistics: summed over any set of sentences and scored, they give that set's corpus score)."""
     by_unit: dict[tuple[str, str], list[dict]] = {}
     for record in _records(run_dir):
         direction = "x-en" if record["tgt_lang"] == ENGLISH else "en-x"
@@ -87,6 +122,7 @@ def translation_stats(run_dir: str | Path) -> dict[str, dict[str, list[list[floa
     for (direction, lang), records in sorted(by_unit.items()):
         records.sort(key=_item_order)
         hyps = [r["predictions"][r["tgt_lang"]] for r in records]
+        metric = _metric(metric_name, records[0]["tgt_lang"])
         stats = metric._extract_corpus_statistics(hyps, [[r["reference"] for r in records]])  # per sentence
         out.setdefault(direction, {})[lang] = [list(map(float, s)) for s in stats]
     return out
@@ -94,6 +130,9 @@ def translation_stats(run_dir: str | Path) -> dict[str, dict[str, list[list[floa
 
 def chrf_from_stats(summed) -> float:
     """chrF++ of summed sufficient statistics (the scorer of `translation_stats`)."""
-    import sacrebleu  # noqa: PLC0415
+    return _metric("chrF++")._compute_score_from_stats(list(summed)).score
 
-    return sacrebleu.CHRF(word_order=2)._compute_score_from_stats(list(summed)).score
+
+def bleu_from_stats(summed) -> float:
+    """BLEU of summed sufficient statistics (`translation_stats(..., "BLEU")`; scoring needs no tokenizer)."""
+    return _metric("BLEU")._compute_score_from_stats(list(summed)).score

@@ -84,7 +84,7 @@ def variant_jobs(plan: Plan, name: str, seed: int) -> list[Job]:
                     common_flags(SCHEDULE, SCHEDULE.stage2, s2, train_file, seed) + ["--model_name_or_path", str(s1)]),
                     after=(f"{shared or name}/s{seed}/stage1",), cost=SCHEDULE.stage2 * 0.35))
     jobs.append(Job(f"{name}/s{seed}/eval", evaluate, ("xbridge-encoder-only", ("mgsm",), str(world),
-                    str(root / folder_name(name) / "eval"), plan.eval_langs(), plan.limit, {}),
+                    str(root / folder_name(name) / "eval"), plan.eval_langs(), plan.limit, {}, False),
                     after=(f"{name}/s{seed}",), cost=15))
     return jobs
 

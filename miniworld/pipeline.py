@@ -20,9 +20,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import base_eval, shipped
-from .bases import BaseConfig, is_done, mark_done, pretrain
+from .bases import FIRST_BASES, LLM_FAMILIES, BaseConfig, is_done, mark_done, pretrain
 from .bridge import StageSchedule, encoder_only_jobs, xbridge_jobs
-from .evaluate import math_outcomes, register_languages, run_benchmark, translation_stats
+from .evaluate import math_outcomes, register_languages, run_benchmark, summary_outcomes, translation_stats
 from .jobs import Job, Stopwatch, run_jobs
 from .world import ENGLISH, LOW_RESOURCE, UNSEEN, WorldConfig, generate
 
@@ -41,19 +41,50 @@ class Plan:
     langs: tuple[str, ...] | None = None  # evaluated languages besides English (None: all of the world's)
     limit: int | None = None  # test items per language (None: all)
     world: WorldConfig = field(default_factory=WorldConfig)  # the world the shipped bases were trained on
+    # the general world (issue 13): its NMT and a general LLM of this family, math and summaries, harness instructions
+    general: bool = False
+    llm: str = "llama"
+    bases: tuple[str, str] | None = None  # (nmt, llm) folders instead of the shipped ones (a `bases --general` run)
 
     @classmethod
-    def make(cls, out: str | Path, results: str | Path, fast: bool = False, seeds: tuple[int, ...] | None = None) -> Plan:
+    def make(cls, out: str | Path, results: str | Path, fast: bool = False, seeds: tuple[int, ...] | None = None,
+             general: bool = False, llm: str = "llama") -> Plan:
         if fast:
             # three languages (a seen SOV one, the unseen one, the low-resource one), 40 problems each, one seed
             plan = cls(Path(out), Path(results), True, StageSchedule.fast(), (0,), ("qab_Cyrl", UNSEEN, LOW_RESOURCE), 40)
         else:
             plan = cls(Path(out), Path(results))
+        if general:
+            plan = replace(plan, general=True, llm=llm,
+                           schedule=replace(plan.schedule, chat_template=True, max_tokens=128))
         return replace(plan, seeds=tuple(seeds)) if seeds else plan
 
     @property
     def world_dir(self) -> Path:
         return self.out / "world"
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the bridge stages' stage1.jsonl / task.jsonl are."""
+        return self.world_dir / "general" if self.general else self.world_dir
+
+    def base_folders(self) -> tuple[str, str]:
+        if self.bases:
+            return self.bases
+        if self.general:
+            return shipped.checkpoint("nmt-general"), shipped.checkpoint(f"llm-{self.llm}")
+        return shipped.checkpoint("nmt"), shipped.checkpoint("llm")
+
+    def benchmarks(self, system: str) -> tuple[str, ...]:
+        """What a system is scored on. The first world: math, and translation for XBridge and the NMT. The general
+        world (the paper's evaluation): math, summaries (not encoder-only: it writes English only, a summary is in
+        the story's language) and translation (Table 1) for every system."""
+        if system == "nmt":
+            return ("flores",)
+        if not self.general:
+            return ("mgsm", "flores") if system == "xbridge" else ("mgsm",)
+        return {"xbridge-encoder-only": ("mgsm", "flores"), "translate-test": ("mgsm", "xlsum")}.get(
+            system, ("mgsm", "xlsum", "flores"))  # translate-test translates with the NMT: its row would repeat nmt's
 
     def eval_langs(self) -> list[str]:
         langs = list(self.langs) if self.langs else register_languages(self.world_dir)
@@ -78,24 +109,25 @@ def step_generate(plan: Plan) -> Path:
 
 # ------------------------------------------------------------------------------------------------ evaluation jobs
 def evaluate(system: str, benchmarks: tuple[str, ...], world: str, out: str, langs: list[str], limit: int | None,
-             models: dict, *trained) -> dict:
-    """One system on the world's test sets (a job); `trained`: the bridge folder of the job it waited for."""
+             models: dict, instructed: bool = False, *trained) -> dict:
+    """One system on the world's test sets (a job); `trained`: the bridge folder of the job it waited for;
+    `instructed`: the harness's task instructions (the general world)."""
     if trained:
         models = {**models, "model": trained[-1]}
     runs = {}
     for benchmark in benchmarks:
         use = [c for c in langs if c != ENGLISH] if benchmark == "flores" else langs
-        runs[benchmark] = run_benchmark(benchmark, system, world, out, use, limit=limit, **models)
+        runs[benchmark] = run_benchmark(benchmark, system, world, out, use, limit=limit, instructed=instructed, **models)
     return runs
 
 
 def outcomes(runs: dict) -> dict:
-    """Per-item outcomes of one evaluation job: {"mgsm": math_outcomes, "flores": translation_stats}."""
-    out = {}
-    if "mgsm" in runs:
-        out["mgsm"] = math_outcomes(runs["mgsm"])
+    """Per-item outcomes of one evaluation job: {"mgsm": math_outcomes, "xlsum": summary_outcomes, "flores":
+    translation_stats}."""
+    scorers = {"mgsm": math_outcomes, "xlsum": summary_outcomes, "flores": translation_stats}
+    out = {benchmark: scorers[benchmark](folder) for benchmark, folder in runs.items()}
     if "flores" in runs:
-        out["flores"] = translation_stats(runs["flores"])
+        out["flores-bleu"] = translation_stats(runs["flores"], "BLEU")
     return out
 
 
@@ -106,14 +138,14 @@ def trained_system_jobs(plan: Plan, system: str, seed: int, root: Path, nmt: str
     name = f"{tag or system}/s{seed}"
     folder = root / f"seed{seed}"
     if system == "xbridge-encoder-only":
-        chain = encoder_only_jobs(name, plan.world_dir, nmt, llm, plan.schedule, folder, seed)
-        benchmarks = ("mgsm",)
+        chain = encoder_only_jobs(name, plan.data_dir, nmt, llm, plan.schedule, folder, seed)
     else:
-        chain = xbridge_jobs(name, plan.world_dir, nmt, llm, plan.schedule, folder, seed, **recipe)
-        benchmarks = ("mgsm", "flores") if translation else ("mgsm",)
+        chain = xbridge_jobs(name, plan.data_dir, nmt, llm, plan.schedule, folder, seed, **recipe)
+    benchmarks = tuple(b for b in plan.benchmarks(system) if translation or b != "flores")
     evaluation = Job(f"{name}/eval", evaluate, (system if system == "xbridge-encoder-only" else "xbridge", benchmarks,
-                                                str(plan.world_dir), str(folder / "eval"), plan.eval_langs(), plan.limit, {}),
-                     after=(name,), cost=60.0 if "flores" in benchmarks else 15.0)
+                                                str(plan.world_dir), str(folder / "eval"), plan.eval_langs(), plan.limit,
+                                                {}, plan.general),
+                     after=(name,), cost=15.0 * len(benchmarks) + 30.0 * ("flores" in benchmarks))
     return [*chain, evaluation]
 
 
@@ -125,14 +157,13 @@ def main_job(plan: Plan, workers: int | None = None) -> dict:
     clock = Stopwatch()
     clock.run("generate", step_generate, plan)
     clock.run("verify_shipped", shipped.verify)
-    nmt, llm = shipped.checkpoint("nmt"), shipped.checkpoint("llm")
+    nmt, llm = plan.base_folders()
+    register_languages(plan.world_dir)  # scoring the summaries here needs the world's languages in eval's table
     langs, world, out = plan.eval_langs(), str(plan.world_dir), plan.out / "eval"
-    jobs = [
-        Job("direct/eval", evaluate, ("direct", ("mgsm",), world, str(out), langs, plan.limit, dict(llm=llm)), cost=10),
-        Job("translate-test/eval", evaluate, ("translate-test", ("mgsm",), world, str(out), langs, plan.limit,
-                                              dict(nmt=nmt, llm=llm)), cost=30),
-        Job("nmt/eval", evaluate, ("nmt", ("flores",), world, str(out), langs, plan.limit, dict(nmt=nmt)), cost=20),
-    ]
+    untrained = {"direct": dict(llm=llm), "translate-test": dict(nmt=nmt, llm=llm), "nmt": dict(nmt=nmt)}
+    jobs = [Job(f"{system}/eval", evaluate, (system, plan.benchmarks(system), world, str(out), langs, plan.limit, models,
+                                             plan.general), cost=10.0 * len(plan.benchmarks(system)) + 10.0 * (system != "direct"))
+            for system, models in untrained.items()]
     for seed in plan.seeds:
         jobs += trained_system_jobs(plan, "xbridge", seed, plan.out / "xbridge", nmt, llm)
         jobs += trained_system_jobs(plan, "xbridge-encoder-only", seed, plan.out / "encoder-only", nmt, llm)
@@ -165,19 +196,24 @@ def write_run_info(results: Path, name: str, times: dict, workers: int | None) -
 
 
 # ------------------------------------------------------------------------------------------------ the bases
-def rebuild_bases(plan: Plan, cfg: BaseConfig | None = None, workers: int | None = None, compare: bool = True) -> dict:
-    """Pretrain both bases from scratch side by side (one job each), evaluate them, and compare with the shipped
-    ones: metrics next to each other, and whether the weights are identical bit for bit."""
+# expected CPU seconds per training step at one thread (the progress bar's weights only)
+STEP_COST = {"llm": 0.2, "nmt": 0.29, "nmt-general": 0.35}
+
+
+def rebuild_bases(plan: Plan, cfg: BaseConfig | None = None, workers: int | None = None, compare: bool = True,
+                  kinds: tuple[str, ...] = FIRST_BASES) -> dict:
+    """Pretrain the bases `kinds` from scratch side by side (one job each), evaluate them, and compare with the
+    shipped ones: metrics next to each other, and whether the weights are identical bit for bit."""
     cfg = cfg or BaseConfig()
     clock = Stopwatch()
     clock.run("generate", step_generate, plan)
-    folders = {kind: plan.out / "bases" / kind for kind in ("llm", "nmt")}
-    # expected seconds per step at one thread, for the progress bar's weights only
+    folders = {kind: plan.out / "bases" / kind for kind in kinds}
     world = str(plan.world_dir)
-    jobs = [Job("llm", pretrain, ("llm", world, str(folders["llm"]), cfg), cost=cfg.llm_steps * 0.2),
-            Job("nmt", pretrain, ("nmt", world, str(folders["nmt"]), cfg), cost=cfg.nmt_steps * 0.29),
-            Job("llm/eval", evaluate_base, ("llm", world, plan.limit), after=("llm",), cost=20),
-            Job("nmt/eval", evaluate_base, ("nmt", world, plan.limit), after=("nmt",), cost=40)]
+    jobs = []
+    for kind in kinds:
+        steps = cfg.nmt_steps if kind.startswith("nmt") else cfg.llm_steps
+        jobs += [Job(kind, pretrain, (kind, world, str(folders[kind]), cfg), cost=steps * STEP_COST.get(kind, 0.3)),
+                 Job(f"{kind}/eval", evaluate_base, (kind, world, plan.limit), after=(kind,), cost=40)]
     done = clock.run("pretrain_and_evaluate", run_jobs, jobs, workers, "bases")
     rebuilt = {kind: done[f"{kind}/eval"] for kind in folders}
     comparison = dict(rebuilt=rebuilt, shipped={}, identical={})
@@ -188,18 +224,23 @@ def rebuild_bases(plan: Plan, cfg: BaseConfig | None = None, workers: int | None
         try:
             comparison["shipped"][kind] = shipped.metrics(kind)
             comparison["identical"][kind] = compare_weights(folder, shipped.checkpoint(kind))
-        except FileNotFoundError:
+        except (FileNotFoundError, ValueError):  # not shipped (yet)
             comparison["identical"][kind] = None
     from .report import write_bases_report  # noqa: PLC0415
 
-    write_bases_report(comparison, plan.results)
-    write_run_info(plan.results, "bases", clock.times, workers)
+    name = "bases" if kinds == FIRST_BASES else "bases-general"
+    write_bases_report(comparison, plan.results, name)
+    write_run_info(plan.results, name, clock.times, workers)
     return comparison
 
 
 def evaluate_base(kind: str, world: str, limit: int | None, folder: str) -> dict:
-    """A base's own metrics (a job): the LLM's English accuracy or the NMT's chrF per pair; plus its losses."""
-    result = (base_eval.eval_llm if kind == "llm" else base_eval.eval_nmt)(folder, world, limit=limit)
+    """A base's own metrics (a job): the LLM's English accuracy (a general LLM's: and its summaries' ROUGE-L), or
+    the NMT's chrF per pair; plus its losses."""
+    if kind.startswith("nmt"):
+        result = base_eval.eval_nmt(folder, world, limit=limit)
+    else:
+        result = (base_eval.eval_llm if kind == "llm" else base_eval.eval_general_llm)(folder, world, limit=limit)
     result.pop("seconds", None)  # a metric must repeat; seconds do not
     result["losses"] = json.loads((Path(folder) / "COMPLETED").read_text()).get("losses")
     return result
@@ -222,24 +263,43 @@ def compare_weights(a: str | Path, b: str | Path) -> dict:
 REBUILD = {"nmt": "python -m miniworld bases", "llm": "python -m miniworld bases", "bridge": "python -m miniworld"}
 
 
+def _base_description(kind: str) -> str:
+    if kind.startswith("nmt"):
+        return ("An NLLB-architecture translation model (`M2M100ForConditionalGeneration` + `NllbTokenizer`) between "
+                "English and the six synthetic languages" + (", stories and summaries included" if kind != "nmt" else ""))
+    if kind == "llm":
+        return ("An English-only Llama-architecture LLM (`LlamaForCausalLM`) that solves the world's word problems "
+                "step by step")
+    family = kind.removeprefix("llm-")
+    return (f"A general English LLM of the {family} family (`AutoModelForCausalLM`, model_type `{family}`: "
+            f"{LLM_FAMILIES[family][1]}), pretrained on the world's English stories and instruction-tuned on its math "
+            "problems and summaries with the harness's instructions")
+
+
+def _base_summary(metrics: dict) -> str:
+    if "chrf" in metrics:
+        return "chrF per pair: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics["chrf"].items())
+    text = f"English accuracy {metrics['accuracy']:.1f}% on {metrics['n']} held-out problems"
+    if "summary_rouge_l" in metrics:
+        text += f"; English summary ROUGE-L {metrics['summary_rouge_l']:.1f} on {metrics['n_stories']} held-out stories"
+    return text
+
+
 def publish_checkpoints(plan: Plan, names: tuple[str, ...]) -> None:
-    """Ship this run's bases (`bases`) or its seed-0 bridge (`bridge`) as the package's checkpoints, each with a
-    model card and metrics; the bridge's config then names its bases `../nmt` and `../llm`."""
-    if "nmt" in names or "llm" in names:
-        measured = json.loads((plan.results / "base_models.json").read_text())["rebuilt"]
-    for kind in [n for n in names if n in ("nmt", "llm")]:
+    """Ship this run's bases (`bases`, or `bases --general`) or its seed-0 bridge (`bridge`) as the package's
+    checkpoints, each with a model card and metrics; the bridge's config then names its bases `../nmt` and `../llm`."""
+    bases = [n for n in names if n != "bridge"]
+    if bases:
+        report = "base_models.json" if set(bases) <= set(FIRST_BASES) else "base_models_general.json"
+        measured = json.loads((plan.results / report).read_text())["rebuilt"]
+    for kind in bases:
         folder = plan.out / "bases" / kind
         info = json.loads((folder / "COMPLETED").read_text())
-        metrics = measured[kind]
-        summary = (f"English accuracy {metrics['accuracy']:.1f}% on {metrics['n']} held-out problems" if kind == "llm" else
-                   "chrF per pair: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics["chrf"].items()))
-        card = _card(kind, "An NLLB-architecture translation model (`M2M100ForConditionalGeneration` + `NllbTokenizer`) "
-                     "between English and the six synthetic languages" if kind == "nmt" else
-                     "An English-only Llama-architecture LLM (`LlamaForCausalLM`) that solves the world's word problems "
-                     "step by step", f"{info['params']:,} parameters, {info['config']['nmt_steps' if kind == 'nmt' else 'llm_steps']} "
-                     f"steps, seed {info['config']['seed']}, one thread; final training loss {info['train_loss']:.4f}",
-                     summary, shipped.sha256(folder / "model.safetensors"))
-        shipped.publish(kind, folder, card, dict(metrics, params=info["params"], config=info["config"]))
+        steps = info["config"]["nmt_steps" if kind.startswith("nmt") else "llm_steps"]
+        card = _card(kind, _base_description(kind), f"{info['params']:,} parameters, {steps} steps, seed "
+                     f"{info['config']['seed']}, one thread; final training loss {info['train_loss']:.4f}",
+                     _base_summary(measured[kind]), shipped.sha256(folder / "model.safetensors"))
+        shipped.publish(kind, folder, card, dict(measured[kind], params=info["params"], config=info["config"]))
     if "bridge" in names:
         folder = plan.out / "xbridge" / f"seed{plan.seeds[0]}" / "stage3"
         results = json.loads((plan.results / "results.json").read_text())
@@ -269,7 +329,7 @@ def publish_checkpoints(plan: Plan, names: tuple[str, ...]) -> None:
 
 
 def _card(name: str, what: str, training: str, metrics: str, sha: str) -> str:
-    auto = "AutoModelForSeq2SeqLM" if name == "nmt" else "AutoModelForCausalLM"
+    auto = "AutoModelForSeq2SeqLM" if name.startswith("nmt") else "AutoModelForCausalLM"
     usage = ("from transformers import AutoModel, AutoProcessor\n"
              "model = AutoModel.from_pretrained(checkpoint(\"xbridge-miniworld/bridge\"), trust_remote_code=True)\n"
              "processor = AutoProcessor.from_pretrained(checkpoint(\"xbridge-miniworld/bridge\"), trust_remote_code=True)"
@@ -280,6 +340,7 @@ def _card(name: str, what: str, training: str, metrics: str, sha: str) -> str:
         "---", "library_name: transformers", "license: apache-2.0", "tags: [xbridge, mini-world, synthetic]", "---", "",
         f"# xbridge-miniworld/{name}", "", f"{what} of the mini-world, trained from scratch on CPU on the world's "
         "synthetic data (`miniworld/world.py`, seed 0).", "", f"- Training: {training}.", f"- Metrics: {metrics}.",
-        f"- Rebuild: `{REBUILD[name]}` (from a checkout; it reports whether the rebuild is identical bit for bit).",
+        f"- Rebuild: `{REBUILD.get(name, 'python -m miniworld bases --general')}` (from a checkout; it reports "
+        "whether the rebuild is identical bit for bit).",
         f"- `model.safetensors` SHA-256: `{sha}` (every file: `miniworld/checkpoints/SHA256SUMS`).", "",
         "```python", "from miniworld.shipped import checkpoint", usage, "```", ""])

@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
 
 from . import shipped, stats  # noqa: E402
-from .evaluate import chrf_from_stats  # noqa: E402
+from .evaluate import bleu_from_stats, chrf_from_stats  # noqa: E402
 from .world import ENGLISH, LOW_RESOURCE, UNSEEN, short_code  # noqa: E402
 
 EN = short_code(ENGLISH)
@@ -34,9 +34,10 @@ def label(lang: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ estimates
 def math_groups(per_seed: list[dict], task: str) -> dict[str, list[list[float]]]:
-    """{lang: per-seed item outcomes} for one system and task ("answer-en" / "answer-x")."""
-    langs = per_seed[0].get("mgsm", {}).get(task, {})
-    return {lang: [seed["mgsm"][task][lang] for seed in per_seed] for lang in langs}
+    """{lang: per-seed item outcomes} for one system and task ("answer-en" / "answer-x"; "summary": ROUGE-L)."""
+    benchmark = "xlsum" if task == "summary" else "mgsm"
+    langs = per_seed[0].get(benchmark, {}).get(task, {})
+    return {lang: [seed[benchmark][task][lang] for seed in per_seed] for lang in langs}
 
 
 def math_estimates(per_seed: list[dict], task: str) -> dict[str, stats.Estimate]:
@@ -48,10 +49,10 @@ def math_estimates(per_seed: list[dict], task: str) -> dict[str, stats.Estimate]
     return out
 
 
-def translation_estimates(per_seed: list[dict], direction: str) -> dict[str, stats.Estimate]:
-    langs = per_seed[0].get("flores", {}).get(direction, {})
-    return {lang: stats.corpus_score([seed["flores"][direction][lang] for seed in per_seed], chrf_from_stats)
-            for lang in langs}
+def translation_estimates(per_seed: list[dict], direction: str, metric: str = "chrF++") -> dict[str, stats.Estimate]:
+    key, scorer = ("flores", chrf_from_stats) if metric == "chrF++" else ("flores-bleu", bleu_from_stats)
+    langs = per_seed[0].get(key, {}).get(direction, {})
+    return {lang: stats.corpus_score([seed[key][direction][lang] for seed in per_seed], scorer) for lang in langs}
 
 
 def target(diff: stats.Estimate, margin: float) -> str:
@@ -92,6 +93,12 @@ def claims(per_system: dict[str, list[dict]]) -> list[dict]:
         if lang in xb_x:
             add("xbridge answer in the question's language >= its English answer - 5", [xb_x[lang]], [xb_en[lang]], 5,
                 label(lang))
+    xb_sum = math_groups(xb, "summary")
+    for other in ("direct", "translate-test", "sft"):
+        groups = math_groups(per_system[other], "summary") if other in per_system else {}
+        shared = [lang for lang in xb_sum if lang != EN and lang in groups]
+        if shared:
+            add(f"xbridge - {other}, summary ROUGE-L", [xb_sum[l] for l in shared], [groups[l] for l in shared])
     return out
 
 
@@ -181,13 +188,19 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
     math = {task: {s: v for s, v in rows.items() if v} for task, rows in math.items()}
     translation = {f"{s} {d}": translation_estimates(per_system[s], d) for s in order for d in ("x-en", "en-x")}
     translation = {k: v for k, v in translation.items() if v}
+    bleu = {f"{s} {d}": translation_estimates(per_system[s], d, "BLEU") for s in order for d in ("x-en", "en-x")}
+    bleu = {k: v for k, v in bleu.items() if v} if plan.general else {}
+    summary = {s: v for s in order if (v := math_estimates(per_system[s], "summary"))}
     checks = claims(per_system)
-    base = {kind: shipped.metrics(kind) for kind in ("llm", "nmt")}
+    kinds = ("nmt-general", f"llm-{plan.llm}") if plan.general else ("nmt", "llm")
+    base = dict(zip(("nmt", "llm"), (shipped.metrics(kind) for kind in kinds))) if not plan.bases else {}
     seeds = ", ".join(map(str, plan.seeds))
+    command = f"python -m miniworld{' general --llm ' + plan.llm if plan.general else ''}{' --fast' if plan.fast else ''}"
     lines = [
-        "# Mini-world results", "",
-        f"`python -m miniworld{' --fast' if plan.fast else ''}`: the shipped bases (`xbridge-miniworld/nmt`, "
-        f"`xbridge-miniworld/llm`), XBridge and encoder-only trained with seeds {seeds}, stage steps "
+        "# Mini-world results" + (f": the general world, LLM `{plan.llm}`" if plan.general else ""), "",
+        f"`{command}`: " + (f"the bases `{plan.bases[0]}`, `{plan.bases[1]}`" if plan.bases else
+                            f"the shipped bases (`xbridge-miniworld/{kinds[0]}`, `xbridge-miniworld/{kinds[1]}`)") +
+        f", XBridge and encoder-only trained with seeds {seeds}, stage steps "
         f"{plan.schedule.stage1}/{plan.schedule.stage2}/{plan.schedule.stage3} (encoder-only "
         f"{plan.schedule.enc_only1}/{plan.schedule.enc_only2}), batch {plan.schedule.batch}, lr {plan.schedule.lr}; "
         f"{plan.limit or 'all'} held-out items per language.",
@@ -197,16 +210,21 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
         "## Math: accuracy of the English answer (LLM output)", "", *table(math["answer-en"], columns), "",
         "## Math: accuracy of the answer in the question's language (decoder output)", "",
         *table(math.get("answer-x", {}), columns), "",
+        *(["## Summaries: ROUGE-L of the summary in the story's language", "", *table(summary, columns), ""]
+          if summary else []),
         "## Translation: chrF++ on held-out sentences", "", *table(translation, columns[1:-1], "system / direction"), "",
+        *(["## Translation: BLEU on held-out sentences", "", *table(bleu, columns[1:-1], "system / direction"), ""]
+          if bleu else []),
         "## Per seed (average over the non-English languages)", "", *per_seed_table(per_system, plan.seeds), "",
         "## Claims, judged on paired intervals", "",
         "A - B in points [95% interval]; `higher` / `lower` only when the interval excludes 0, targets `met` only "
         "when the interval clears the margin.", "",
         "| claim | scope | A - B | verdict |", "| --- | --- | --- | --- |",
         *[f"| {c['claim']} | {c['scope']} | {c['text']} | {c['verdict']} |" for c in checks], "",
-        "## Base models (shipped)", "",
-        f"English LLM alone: {base['llm']['accuracy']:.1f}% on {base['llm']['n']} held-out English problems. "
-        "NMT chrF per pair: " + ", ".join(f"{k} {v:.1f}" for k, v in base["nmt"]["chrf"].items()) + ".", "",
+        *(["## Base models (shipped)", "",
+           f"English LLM alone: {base['llm']['accuracy']:.1f}% on {base['llm']['n']} held-out English problems. "
+           "NMT chrF per pair: " + ", ".join(f"{k} {v:.1f}" for k, v in base["nmt"]["chrf"].items()) + ".", ""]
+          if base else []),
         "## Stage losses (first -> last logged)", "",
         *[f"- {stage}: " + ", ".join(f"{k} {v[0]:.3f} -> {v[-1]:.3f}" for k, v in terms.items() if v)
           for stage, terms in losses.items()], "",
@@ -218,31 +236,45 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
         bar_chart(math["answer-x"], columns, "Answer accuracy in the question's language (%)", results / "math_x.png")
     if translation:
         bar_chart(translation, columns[1:-1], "chrF++", results / "translation.png")
+    if summary:
+        bar_chart(summary, columns, "Summary ROUGE-L, story's language", results / "summaries.png")
     loss_chart(losses, results / "losses.png")
     out = dict(seeds=list(plan.seeds), schedule=plan.schedule.__dict__, limit=plan.limit,
                math={task: {s: {lang: e.to_dict() for lang, e in rows.items()} for s, rows in by.items()}
                      for task, by in math.items()},
                translation={k: {lang: e.to_dict() for lang, e in rows.items()} for k, rows in translation.items()},
+               **({"summary": {k: {lang: e.to_dict() for lang, e in rows.items()} for k, rows in summary.items()}}
+                  if summary else {}),
+               **({"translation_bleu": {k: {lang: e.to_dict() for lang, e in rows.items()} for k, rows in bleu.items()}}
+                  if bleu else {}),
                claims=checks, losses=losses, bases={kind: {k: v for k, v in m.items() if k != "losses"} for kind, m in base.items()})
     (results / "results.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     return out
 
 
-def write_bases_report(comparison: dict, results: Path) -> None:
-    """`base_models.md` / `base_models.json`: the rebuilt bases' metrics beside the shipped ones'."""
+def write_bases_report(comparison: dict, results: Path, name: str = "bases") -> None:
+    """`base_models[_general].md` / `.json`: the rebuilt bases' metrics beside the shipped ones'."""
     results.mkdir(parents=True, exist_ok=True)
     rebuilt, ship, same = comparison["rebuilt"], comparison["shipped"], comparison["identical"]
 
-    def both(kind, get):
+    def both(kind, get, digits=1):
         new = get(rebuilt[kind])
         old = get(ship[kind]) if kind in ship else None
-        return f"{new:.1f} | " + ("-" if old is None else f"{old:.1f}")
+        return f"{new:.{digits}f} | " + ("-" if old is None else f"{old:.{digits}f}")
 
-    lines = ["# Mini-world base models: rebuilt vs shipped", "", "`python -m miniworld bases` pretrains both bases "
-             "from scratch (one thread each, side by side) and compares them with the shipped checkpoints.", "",
-             "| metric | rebuilt | shipped |", "| --- | --- | --- |",
-             f"| English LLM accuracy (%), {rebuilt['llm']['n']} problems | {both('llm', lambda m: m['accuracy'])} |"]
-    lines += [f"| NMT chrF {pair} | {both('nmt', lambda m, p=pair: m['chrf'][p])} |" for pair in rebuilt["nmt"]["chrf"]]
+    command = "python -m miniworld bases" + (" --general" if name == "bases-general" else "")
+    lines = ["# Mini-world base models: rebuilt vs shipped", "", f"`{command}` pretrains the bases from scratch (one "
+             "thread each, side by side) and compares them with the shipped checkpoints.", "",
+             "| base | metric | rebuilt | shipped |", "| --- | --- | --- | --- |"]
+    for kind, metrics in rebuilt.items():
+        if kind.startswith("nmt"):
+            lines += [f"| {kind} | chrF {pair} | {both(kind, lambda m, p=pair: m['chrf'][p])} |" for pair in metrics["chrf"]]
+            continue
+        lines.append(f"| {kind} | English math accuracy (%), {metrics['n']} problems | {both(kind, lambda m: m['accuracy'])} |")
+        if "summary_rouge_l" in metrics:
+            lines += [f"| {kind} | English summary ROUGE-L, {metrics['n_stories']} stories | "
+                      f"{both(kind, lambda m: m['summary_rouge_l'])} |",
+                      f"| {kind} | held-out story NLL per token | {both(kind, lambda m: m['story_nll'], 2)} |"]
     lines += ["", "Weights:", ""]
     for kind, result in same.items():
         if result is None:
@@ -252,5 +284,6 @@ def write_bases_report(comparison: dict, results: Path) -> None:
         else:
             lines.append(f"- {kind}: differs from the shipped checkpoint (largest difference {result['max_abs_diff']:.3g} "
                          f"in `{result.get('worst_tensor')}`): another CPU type or library version; compare the metrics")
-    (results / "base_models.md").write_text("\n".join(lines) + "\n")
-    (results / "base_models.json").write_text(json.dumps(comparison, indent=1, ensure_ascii=False) + "\n")
+    stem = "base_models" if name == "bases" else "base_models_general"
+    (results / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (results / f"{stem}.json").write_text(json.dumps(comparison, indent=1, ensure_ascii=False) + "\n")

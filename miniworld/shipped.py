@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent / "checkpoints"
 NAMESPACE = "xbridge-miniworld"
-NAMES = ("nmt", "llm", "bridge")
+NAMES = ("nmt", "llm", "bridge", "nmt-general", "llm-llama", "llm-qwen2", "llm-gemma")
 SUMS = ROOT / "SHA256SUMS"
 
 

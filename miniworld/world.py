@@ -442,13 +442,18 @@ def _try_problem(rng: random.Random, n_ops: int) -> Problem | None:
     return Problem(question, reasoning, value, n_ops)
 
 
-def make_general_sentence(rng: random.Random) -> Clause:
-    """A general English sentence for translation (not a problem): varied subjects, objects, places, times."""
-    if rng.random() < 0.4:
-        subj = NP(rng.choice(NAMES), proper=True)
-    else:
-        subj = NP(rng.choice(list(PEOPLE)), det="the", adj=rng.choice([None, *ADJECTIVES]))
-    verb = rng.choice(["buy", "see", "read", "like", "make", "carry", "want", "paint", "find", "sell", "eat", "visit", "give"])
+GENERAL_VERBS = ["buy", "see", "read", "like", "make", "carry", "want", "paint", "find", "sell", "eat", "visit", "give"]
+
+
+def make_general_sentence(rng: random.Random, subj: NP | None = None, verb: str | None = None) -> Clause:
+    """A general English sentence for translation (not a problem): varied subjects, objects, places, times.
+    `subj` / `verb` fix the subject or the verb (a story's protagonist and events)."""
+    if subj is None:
+        if rng.random() < 0.4:
+            subj = NP(rng.choice(NAMES), proper=True)
+        else:
+            subj = NP(rng.choice(list(PEOPLE)), det="the", adj=rng.choice([None, *ADJECTIVES]))
+    verb = verb or rng.choice(GENERAL_VERBS)
     if verb == "visit":
         obj = NP(rng.choice(PLACES), det="the", adj=rng.choice([None, *ADJECTIVES]))
     else:
@@ -468,6 +473,36 @@ def make_general_sentence(rng: random.Random) -> Clause:
     return Clause(subj, verb, obj, pps, advs)
 
 
+@dataclass
+class Story:
+    """A short story about one person (the first sentence's subject) among others' doings, and its summary: that
+    person's events in story order, each cut to its core (no adjectives, places, company or times)."""
+
+    sentences: list[Clause]
+    summary: list[Clause]
+
+
+def _gist(clause: Clause) -> Clause:
+    obj = None if clause.obj is None else NP(clause.obj.noun, det=clause.obj.det, count=clause.obj.count)
+    return Clause(clause.subj, clause.verb, obj, [(p, n) for p, n in clause.pps if p == "to"])
+
+
+def make_story(rng: random.Random) -> Story:
+    """2-5 sentences: 1-2 events of the protagonist (the first sentence is one) and 1-3 of other people, the rest
+    shuffled; the summary is 1-2 sentences (the XL-Sum task's shape, in the world's grammar)."""
+    hero = NP(rng.choice(NAMES), proper=True)
+    events = [make_general_sentence(rng, subj=hero, verb=v) for v in rng.sample(GENERAL_VERBS, rng.choice([1, 2, 2]))]
+    others = []
+    for _ in range(rng.choice([1, 2, 2, 3])):
+        sentence = make_general_sentence(rng)
+        while sentence.subj.noun == hero.noun:
+            sentence = make_general_sentence(rng)
+        others.append(sentence)
+    rest = events[1:] + others
+    rng.shuffle(rest)
+    return Story([events[0], *rest], [_gist(e) for e in events])  # events[0] opens the story: summary in story order
+
+
 # ----------------------------------------------------------------------------------------------------------
 # World: sizes, splits, files
 # ----------------------------------------------------------------------------------------------------------
@@ -483,6 +518,10 @@ class WorldConfig:
     low_resource_fraction: float = 0.1  # share of translation/task data the low-resource language gets
     max_ops: int = 3  # operations per problem: 1..max_ops
     languages: tuple[str, ...] | None = None  # None: all of LANGUAGE_SPECS
+    # the general world (general/: a general English LLM, stories and their summaries; see `generate_general`)
+    n_llm_general: int = 60000  # English LLM records: math and summaries as instructions, stories as plain text
+    n_nmt_stories: int = 1500  # stories (and their summaries) translated into every language for the NMT
+    n_test_stories: int = 100  # held-out stories per language
 
     def __post_init__(self):
         if self.max_ops not in (1, 2, 3):
@@ -493,7 +532,8 @@ class WorldConfig:
         # three languages (a seen SOV one, the unseen VSO one, the low-resource one) and 1-2-operation problems: a
         # world both bases learn in under 3 minutes
         return cls(n_llm_problems=6000, n_nmt_items=2500, n_stage1=400, n_task=400, n_test_problems=40, n_test_sentences=40,
-                   languages=("qab_Cyrl", UNSEEN, LOW_RESOURCE), max_ops=2)
+                   languages=("qab_Cyrl", UNSEEN, LOW_RESOURCE), max_ops=2, n_llm_general=9000, n_nmt_stories=500,
+                   n_test_stories=40)
 
 
 def _text(sents: list[Sentence], realise) -> str:
@@ -659,6 +699,7 @@ def generate(out: str | Path, config: WorldConfig | None = None) -> dict:
         flores.parent.mkdir(parents=True, exist_ok=True)
         flores.write_text("".join(world.realise([s], code) + "\n" for s in test_sents), encoding="utf-8")
 
+    general_counts = generate_general(out, world, seen_q, seen_s)
     _write_jsonl(out / "llm_pretrain.jsonl", llm_rows)
     _write_jsonl(out / "nmt_pretrain.jsonl", nmt_rows)
     _write_jsonl(out / "stage1.jsonl", stage1_rows)
@@ -668,9 +709,143 @@ def generate(out: str | Path, config: WorldConfig | None = None) -> dict:
         config=config.__dict__, english=ENGLISH, languages={c: dict(order=l.order, script=l.script) for c, l in world.languages.items()},
         unseen=UNSEEN, low_resource=LOW_RESOURCE, seen=world.seen,
         counts=dict(llm_pretrain=len(llm_rows), nmt_pretrain=len(nmt_rows), stage1=len(stage1_rows), task=len(task_rows),
-                    test_problems=len(test_problems), test_sentences=len(test_sents)),
+                    test_problems=len(test_problems), test_sentences=len(test_sents), general=general_counts),
         examples={c: dict(question=world.realise(test_problems[0].question, c), answer=world.realise(test_problems[0].reasoning, c),
                           sentence=world.realise([test_sents[0]], c)) for c in [ENGLISH, *world.codes]},
     )
     (out / "world.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
     return summary
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The general world: a general English LLM, stories and summaries (issue 13)
+# ----------------------------------------------------------------------------------------------------------
+# The harness's task instructions (eval/systems.py INSTRUCTIONS; a test keeps them equal): the general LLM is
+# instruction-tuned on exactly these lines, so the harness prompts it as it prompts a real instruct LLM.
+MATH_INSTRUCTION = 'Solve the following math problem step by step. End with "The answer is N".'
+SUMMARY_INSTRUCTION = "Summarize the following article in one or two sentences."
+TASK_INSTRUCTIONS = {"math": MATH_INSTRUCTION, "summarize": SUMMARY_INSTRUCTION}
+STEP_BY_STEP = "Let's think step by step."  # how the general LLM opens a math answer (English only)
+
+
+def xlsum_name(code: str) -> str:
+    """The world's XL-Sum file name of a language: XL-Sum's own for English, the short code otherwise."""
+    return "english" if code == ENGLISH else short_code(code)
+
+
+def generate_general(out: Path, world: World, test_questions: set[str], test_sentences: set[str]) -> dict:
+    """Write `general/` and the held-out stories, never repeating a test problem, sentence or story. Its own random
+    stream, so the files of the first world (above) stay byte for byte what they were.
+
+      general/llm.jsonl     English only: {text} (stories, loss on all of it) or {instruction, input, output, task}
+      general/nmt.jsonl     stories and summaries, x<->eng both directions (added to nmt_pretrain.jsonl)
+      general/stage1.jsonl  trilingual records of general sentences and story sentences, seen languages
+      general/task.jsonl    math and summary task records with their `instruction`, seen languages
+      test/stories.jsonl    {id, lang, story, summary, summary_en}, every language + eng
+      test/xlsum/<name>_test.jsonl    XL-Sum's layout {id, url, title, summary, text} (`xlsum_name`)
+    """
+    config, rng = world.config, random.Random(f"{world.config.seed}:general")
+    test_stories, seen_t = [], set()
+    while len(test_stories) < config.n_test_stories:
+        story = make_story(rng)
+        key = world.realise(story.sentences, ENGLISH)
+        if key not in seen_t and not any(realise_english(c) in test_sentences for c in story.sentences):
+            seen_t.add(key)
+            test_stories.append(story)
+
+    def fresh_story() -> Story:
+        while True:
+            story = make_story(rng)
+            if world.realise(story.sentences, ENGLISH) not in seen_t and not any(
+                    realise_english(c) in test_sentences for c in story.sentences):
+                return story
+
+    def fresh_problem() -> Problem:
+        while True:
+            p = make_problem(rng, max_ops=config.max_ops)
+            if world.realise(p.question, ENGLISH) not in test_questions:
+                return p
+
+    def math_answer(p: Problem, lang: str) -> str:
+        reasoning = world.realise(p.reasoning, lang)
+        return f"{STEP_BY_STEP} {reasoning}" if lang == ENGLISH else reasoning
+
+    def instruction(task: str) -> str:
+        # the harness's direct baseline appends "Respond in <language>." (eval/systems.py): a share of the training
+        # instructions carry the English one, as an instruction-tuned LLM has seen such lines
+        return TASK_INSTRUCTIONS[task] + (" Respond in English." if rng.random() < 0.2 else "")
+
+    llm_rows = []
+    for _ in range(config.n_llm_general):
+        r = rng.random()
+        if r < 0.6:
+            p = fresh_problem()
+            llm_rows.append(dict(task="math", instruction=instruction("math"), input=world.realise(p.question, ENGLISH),
+                                 output=math_answer(p, ENGLISH)))
+        elif r < 0.88:
+            story = fresh_story()
+            llm_rows.append(dict(task="summarize", instruction=instruction("summarize"),
+                                 input=world.realise(story.sentences, ENGLISH), output=world.realise(story.summary, ENGLISH)))
+        else:
+            llm_rows.append(dict(text=world.realise(fresh_story().sentences, ENGLISH)))
+
+    nmt_rows = []
+    for i in range(config.n_nmt_stories):
+        story = fresh_story()
+        for item in (story.sentences, story.summary):
+            en = world.realise(item, ENGLISH)
+            for code in world.codes:
+                if code == LOW_RESOURCE and i % round(1 / config.low_resource_fraction) != 0:
+                    continue
+                x = world.realise(item, code)
+                nmt_rows += [dict(src_text=x, src_lang=code, tgt_text=en, tgt_lang=ENGLISH),
+                             dict(src_text=en, src_lang=ENGLISH, tgt_text=x, tgt_lang=code)]
+    rng.shuffle(nmt_rows)
+
+    # Stage 1 (the paper's translation data): general sentences and story sentences, y = x half of the time
+    stage1_rows, trilingual = [], [ENGLISH, *world.seen]
+    for src in world.seen + [ENGLISH]:
+        for _ in range(int(config.n_stage1 * world.share(src))):
+            if rng.random() < 0.5:
+                item = fresh_story().sentences
+                item = item[rng.randrange(len(item)):][:rng.choice([1, 2])]
+            else:
+                item = [make_general_sentence(rng)]
+                while realise_english(item[0]) in test_sentences:
+                    item = [make_general_sentence(rng)]
+            tgt = src if rng.random() < 0.5 else rng.choice(trilingual)
+            if tgt == LOW_RESOURCE and rng.random() > config.low_resource_fraction:
+                tgt = src
+            stage1_rows.append(dict(src_text=world.realise(item, src), src_lang=src, en_text=world.realise(item, ENGLISH),
+                                    tgt_text=world.realise(item, tgt), tgt_lang=tgt))
+    rng.shuffle(stage1_rows)
+
+    # Stages 2-3: both tasks, the question's language in and out (the paper's MetaMath / XL-Sum task data)
+    task_rows = []
+    for src in world.seen + [ENGLISH]:
+        for _ in range(int(config.n_task * world.share(src))):
+            if rng.random() < 0.5:
+                p = fresh_problem()
+                task_rows.append(dict(task="math", instruction=MATH_INSTRUCTION, question=world.realise(p.question, src),
+                                      src_lang=src, answer_en=math_answer(p, ENGLISH), answer_tgt=math_answer(p, src),
+                                      tgt_lang=src, answer=p.answer))
+            else:
+                story = fresh_story()
+                task_rows.append(dict(task="summarize", instruction=SUMMARY_INSTRUCTION,
+                                      question=world.realise(story.sentences, src), src_lang=src,
+                                      answer_en=world.realise(story.summary, ENGLISH),
+                                      answer_tgt=world.realise(story.summary, src), tgt_lang=src))
+    rng.shuffle(task_rows)
+
+    test_rows = []
+    for code in [ENGLISH, *world.codes]:
+        rows = [dict(id=i, lang=code, story=world.realise(s.sentences, code), summary=world.realise(s.summary, code),
+                     summary_en=world.realise(s.summary, ENGLISH)) for i, s in enumerate(test_stories)]
+        test_rows += rows
+        _write_jsonl(out / "test" / "xlsum" / f"{xlsum_name(code)}_test.jsonl",
+                     [dict(id=str(r["id"]), url="", title="", summary=r["summary"], text=r["story"]) for r in rows])
+    files = {"general/llm.jsonl": llm_rows, "general/nmt.jsonl": nmt_rows, "general/stage1.jsonl": stage1_rows,
+             "general/task.jsonl": task_rows, "test/stories.jsonl": test_rows}
+    for name, rows in files.items():
+        _write_jsonl(out / name, rows)
+    return {name: len(rows) for name, rows in files.items()}

@@ -15,7 +15,8 @@ import pytest
 from miniworld.world import ENGLISH, LOW_RESOURCE, UNSEEN, World, WorldConfig, generate
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = WorldConfig(n_llm_problems=200, n_nmt_items=200, n_stage1=30, n_task=30, n_test_problems=30, n_test_sentences=20)
+TINY = WorldConfig(n_llm_problems=200, n_nmt_items=200, n_stage1=30, n_task=30, n_test_problems=30, n_test_sentences=20,
+                   n_llm_general=300, n_nmt_stories=30, n_test_stories=20)
 SCRIPT_NAMES = {"Latn": "LATIN", "Cyrl": "CYRILLIC", "Thai": "THAI", "Deva": "DEVANAGARI", "Grek": "GREEK", "Armn": "ARMENIAN"}
 
 
@@ -134,6 +135,35 @@ def test_fast_main_job_learns(fast_run):
         assert (out / "results" / name).exists(), name
 
 
+def test_stories_summaries_and_general_data(world_dir):
+    """The general world: each story's summary is its protagonist's events cut to their core, in every language;
+    no held-out story, sentence or problem is trained on; the LLM's instructions are the harness's own."""
+    from eval.systems import INSTRUCTIONS
+    from miniworld.world import TASK_INSTRUCTIONS
+
+    assert TASK_INSTRUCTIONS == INSTRUCTIONS
+    langs = [ENGLISH, *json.loads((world_dir / "world.json").read_text())["languages"]]
+    stories = _jsonl(world_dir / "test" / "stories.jsonl")
+    assert {r["lang"] for r in stories} == set(langs) and len(stories) == len(langs) * TINY.n_test_stories
+    for r in (r for r in stories if r["lang"] == ENGLISH):
+        hero = r["story"].split()[0]
+        summary = [s + "." for s in r["summary"].rstrip(".").split(". ")]
+        assert 1 <= len(summary) <= 2 and all(s.startswith(hero + " ") for s in summary), r
+        assert len(r["summary"].split()) < len(r["story"].split())
+    # XL-Sum's layout, line-aligned across languages
+    for lang in langs:
+        rows = _jsonl(world_dir / "test" / "xlsum" / f"{'english' if lang == ENGLISH else lang[:3]}_test.jsonl")
+        assert [row["text"] for row in rows] == [r["story"] for r in stories if r["lang"] == lang]
+    held_out = {r["story"] for r in stories} | {r["question"] for r in _jsonl(world_dir / "test" / "problems.jsonl")}
+    llm = _jsonl(world_dir / "general" / "llm.jsonl")
+    assert {r.get("task", "text") for r in llm} == {"math", "summarize", "text"}
+    assert not held_out & {r.get("input", r.get("text")) for r in llm}
+    task = _jsonl(world_dir / "general" / "task.jsonl")
+    assert {r["task"] for r in task} == {"math", "summarize"} and not held_out & {r["question"] for r in task}
+    assert all(r["instruction"] == INSTRUCTIONS[r["task"]] for r in task)
+    assert UNSEEN not in {r["src_lang"] for r in task} | {r["src_lang"] for r in _jsonl(world_dir / "general" / "stage1.jsonl")}
+
+
 @pytest.mark.timeout(1200)
 def test_fast_main_job_repeats_byte_for_byte(fast_run, tmp_path):
     """The same command twice (here: with a competing process on the machine, this test suite) writes the same
@@ -154,6 +184,24 @@ def test_bases_fast_pretraining_starts_and_losses_fall(tmp_path):
         losses = report["rebuilt"][kind]["losses"]
         assert len(losses) >= 10 and max(losses[-3:]) < 0.8 * losses[0], (kind, losses)
         assert (tmp_path / "run" / "bases" / kind / "model.safetensors").exists()
+
+
+def test_bases_fast_general_pretraining_starts_and_losses_fall(tmp_path):
+    """`python -m miniworld bases --general --fast`: the NMT with stories and the three LLM families pretrain from
+    scratch (a few steps), each loss falls, and each LLM loads back with its family's classes."""
+    from transformers import AutoConfig
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-m", "miniworld", "bases", "--general", "--fast", "--out", str(tmp_path / "run"),
+                    "--results", str(tmp_path / "results")], check=True, cwd=REPO, env=env)
+    report = json.loads((tmp_path / "results" / "base_models_general.json").read_text())
+    assert set(report["rebuilt"]) == {"nmt-general", "llm-llama", "llm-qwen2", "llm-gemma"}
+    for kind, metrics in report["rebuilt"].items():
+        losses = metrics["losses"]
+        assert len(losses) >= 10 and min(losses[-3:]) < 0.8 * losses[0], (kind, losses)
+        if kind.startswith("llm-"):
+            assert AutoConfig.from_pretrained(tmp_path / "run" / "bases" / kind).model_type == kind.removeprefix("llm-")
+            assert 0 <= metrics["summary_rouge_l"] <= 100 and metrics["n_stories"] == WorldConfig.fast().n_test_stories
 
 
 def test_shipped_checkpoints_match_their_checksums_and_name_a_corrupted_file(tmp_path, monkeypatch):
@@ -238,3 +286,45 @@ def test_max_ops_bounds_every_problem(tmp_path):
     assert max(equations) == 2 and min(equations) == 1
     with pytest.raises(ValueError, match="max_ops=4"):
         WorldConfig(max_ops=4)
+
+
+# The general world (issue 13) in its fast variant: the shipped general bases (`nmt-general`, `llm-llama`), math,
+# summaries and translation for every system. Measured over seeds 0-4 of `python -m miniworld general --fast --seeds
+# 0 1 2 3 4` (ANALYSIS.md, section 4): XBridge's x->en chrF++ on qab was 20.9, 23.8, 20.6, 16.1, 19.1 against
+# `direct`'s 5.6 (worst seed +10.5); the threshold leaves 5.5 points of room. Its math and summaries do NOT yet beat
+# `direct` on every seed (+4.7 and +1.5 on average: the recipe does not transfer in this world yet), so the test
+# does not claim they do.
+GENERAL_FAST_X_EN_MARGIN = 5
+
+
+@pytest.fixture(scope="module")
+def general_fast_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("general-fast")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-m", "miniworld", "general", "--fast", "--out", str(out / "run"),
+                    "--results", str(out / "results")], check=True, cwd=REPO, env=env)
+    return out, json.loads((out / "results" / "results.json").read_text())
+
+
+@pytest.mark.timeout(1800)
+def test_general_fast_job_covers_every_task_family(general_fast_run):
+    """Every task family of the paper's evaluation is measured for every system that can do it (encoder-only: no
+    summaries in the story's language, no en->x), with the harness's instructions: the cascade summarises in every
+    language near the LLM's English level, and the bridge translates into English far better than the LLM
+    prompted directly."""
+    out, results = general_fast_run
+    avg, langs = "avg (non-en)", {"qab", "qae", "qaf"}
+    assert set(results["summary"]) == {"direct", "translate-test", "xbridge"}
+    assert set(results["math"]["answer-en"]) == {"direct", "translate-test", "xbridge-encoder-only", "xbridge"}
+    assert set(results["translation"]) == {
+        "direct x-en", "direct en-x", "xbridge-encoder-only x-en", "xbridge x-en", "xbridge en-x", "nmt x-en", "nmt en-x"}
+    assert set(results["translation_bleu"]) == set(results["translation"])
+    assert all(set(row) == langs for row in results["translation"].values())
+    trans, summary = results["translation"], results["summary"]
+    # the shipped general NMT is the ceiling of the paper's Table 1; the cascade on top of it summarises as well in
+    # every language as the LLM does in English (80.3 vs 5.9 for `direct`, deterministic: no training involved)
+    assert min(trans[f"nmt {d}"][lang]["mean"] for d in ("x-en", "en-x") for lang in langs) >= 80
+    assert summary["translate-test"][avg]["mean"] >= summary["direct"][avg]["mean"] + 50
+    assert trans["xbridge x-en"]["qab"]["mean"] >= trans["direct x-en"]["qab"]["mean"] + GENERAL_FAST_X_EN_MARGIN
+    for name in ("README.md", "summaries.png", "translation.png"):
+        assert (out / "results" / name).exists(), name

@@ -59,6 +59,29 @@ def test_corpus_score_matches_the_sum_of_statistics():
     assert est.lo <= est.mean <= est.hi
 
 
+def test_translation_and_summary_outcomes_give_the_harness_scores(tmp_path):
+    """Per-sentence statistics summed give eval's corpus chrF++ and BLEU; per-story ROUGE-L averages to eval's."""
+    import json
+
+    from eval import metrics
+    from miniworld.evaluate import bleu_from_stats, chrf_from_stats, summary_outcomes, translation_stats
+
+    hyps = ["Tom buys 3 apples .", "Anna reads a old book at the school", "the cat", "Mia eats 2 cakes today ."]
+    refs = ["Tom buys 3 apples.", "Anna reads an old book at the school.", "The red child sees a cat.", "Mia eats 2 cakes."]
+    run = tmp_path / "flores"
+    run.mkdir()
+    rows = [dict(id=f"deu_Latn:{i}", src_lang="deu_Latn", tgt_lang="eng_Latn", reference=r, predictions={"eng_Latn": h})
+            for i, (h, r) in enumerate(zip(hyps, refs))]
+    (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for metric, scorer, expected in (("chrF++", chrf_from_stats, metrics.chrf_pp), ("BLEU", bleu_from_stats,
+                                                                                     lambda h, r: metrics.bleu(h, r, "eng_Latn"))):
+        per_sentence = np.asarray(translation_stats(run, metric)["x-en"]["deu"])
+        assert per_sentence.shape[0] == len(hyps)
+        assert scorer(per_sentence.sum(axis=0)) == pytest.approx(expected(hyps, refs)[0])
+    per_story = summary_outcomes(run)["summary"]["en"]
+    assert np.mean(per_story) * 100 == pytest.approx(metrics.rouge_l(hyps, refs, "eng_Latn"))
+
+
 def _square(x):
     return x * x
 
