@@ -193,7 +193,7 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
     summary = {s: v for s in order if (v := math_estimates(per_system[s], "summary"))}
     checks = claims(per_system)
     kinds = ("nmt-general", f"llm-{plan.llm}") if plan.general else ("nmt", "llm")
-    base = dict(zip(("nmt", "llm"), (shipped.metrics(kind) for kind in kinds))) if not plan.bases else {}
+    base = {"llm": shipped.metrics(kinds[1]), "nmt": shipped.metrics(kinds[0])} if not plan.bases else {}
     seeds = ", ".join(map(str, plan.seeds))
     command = f"python -m miniworld{' general --llm ' + plan.llm if plan.general else ''}{' --fast' if plan.fast else ''}"
     lines = [
