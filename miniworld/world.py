@@ -567,6 +567,16 @@ class World:
         return self.config.low_resource_fraction if lang == LOW_RESOURCE else 1.0
 
 
+def trilingual_record(world: World, rng: random.Random, item: list[Sentence], src: str, langs: list[str]) -> dict:
+    """A stage-1 record (x, its English, y): y = x half of the time, else any of `langs`; the low-resource language
+    is a target only its data share of the time."""
+    tgt = src if rng.random() < 0.5 else rng.choice(langs)
+    if tgt == LOW_RESOURCE and rng.random() > world.config.low_resource_fraction:
+        tgt = src
+    return dict(src_text=world.realise(item, src), src_lang=src, en_text=world.realise(item, ENGLISH),
+                tgt_text=world.realise(item, tgt), tgt_lang=tgt)
+
+
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
@@ -667,12 +677,7 @@ def generate(out: str | Path, config: WorldConfig | None = None) -> dict:
     for src in world.seen + [ENGLISH]:
         n = int(config.n_stage1 * world.share(src))
         for _ in range(n):
-            item = fresh_problem().reasoning
-            tgt = src if rng.random() < 0.5 else rng.choice(trilingual_langs)
-            if LOW_RESOURCE in (tgt,) and rng.random() > config.low_resource_fraction:
-                tgt = src
-            stage1_rows.append(dict(src_text=world.realise(item, src), src_lang=src, en_text=world.realise(item, ENGLISH),
-                                    tgt_text=world.realise(item, tgt), tgt_lang=tgt))
+            stage1_rows.append(trilingual_record(world, rng, fresh_problem().reasoning, src, trilingual_langs))
     rng.shuffle(stage1_rows)
 
     # Stages 2-3: question in x, English reasoning, reasoning in x (answers in the question's language).
@@ -813,11 +818,7 @@ def generate_general(out: Path, world: World, test_questions: set[str], test_sen
                 item = [make_general_sentence(rng)]
                 while realise_english(item[0]) in test_sentences:
                     item = [make_general_sentence(rng)]
-            tgt = src if rng.random() < 0.5 else rng.choice(trilingual)
-            if tgt == LOW_RESOURCE and rng.random() > config.low_resource_fraction:
-                tgt = src
-            stage1_rows.append(dict(src_text=world.realise(item, src), src_lang=src, en_text=world.realise(item, ENGLISH),
-                                    tgt_text=world.realise(item, tgt), tgt_lang=tgt))
+            stage1_rows.append(trilingual_record(world, rng, item, src, trilingual))
     rng.shuffle(stage1_rows)
 
     # Stages 2-3: both tasks, the question's language in and out (the paper's MetaMath / XL-Sum task data)
