@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers {args.workers}: give 1 or more")
+    if args.bases_from and args.command != "general":
+        parser.error(f"--bases-from {args.bases_from}: only the `general` command takes its bases from a run folder")
 
     import torch  # noqa: PLC0415
 
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     # `bases` rebuilds in a folder of its own, so it never reuses the bases a main job might have left
     bases_run = args.command == "bases" or shipping_bases
     out = args.out or (f"runs/miniworld-bases{suffix}" if bases_run else f"runs/miniworld{suffix}")
-    if shipping_bases and any(kind.endswith(("-general", "-llama", "-qwen2", "-gemma")) for kind in args.what):
+    if shipping_bases and any(kind not in ("nmt", "llm") for kind in args.what):
         out = args.out or f"runs/miniworld-bases{suffix}-general"  # where `bases --general` trained them
     results = args.results or ("results/miniworld-bases-fast" if bases_run and args.fast else f"results/miniworld{suffix}")
     if args.command == "general":  # one folder and one results folder per LLM
