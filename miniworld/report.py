@@ -228,7 +228,8 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
         "## Stage losses (first -> last logged)", "",
         *[f"- {stage}: " + ", ".join(f"{k} {v[0]:.3f} -> {v[-1]:.3f}" for k, v in terms.items() if v)
           for stage, terms in losses.items()], "",
-        "Plots: `math_en.png`, `math_x.png`, `translation.png`, `losses.png`. Wall times and the machine: `run_info.json`.",
+        "Plots: `math_en.png`, `math_x.png`, `translation.png`, " + ("`summaries.png`, " if summary else "") +
+        "`losses.png`. Wall times and the machine: `run_info.json`.",
     ]
     (results / "README.md").write_text("\n".join(lines) + "\n")
     bar_chart(math["answer-en"], columns, "English answer accuracy (%)", results / "math_en.png")
