@@ -124,6 +124,18 @@ class NMT:
         return self.engine.translate(list(texts), src_lang, tgt_lang, num_beams=1, max_new_tokens=max_new_tokens)
 
 
+def _query(text: str, instruction: str | None) -> str:
+    return "\n".join(part for part in (instruction, text) if part)
+
+
+def chat_prompt(tokenizer, text: str, instruction: str | None) -> str:
+    """The instruction and the text on two lines, in the tokenizer's chat template (a user turn, then the
+    generation prompt): how every LLM-prompting system here asks an instruct LLM."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": _query(text, instruction)}], tokenize=False, add_generation_prompt=True
+    )
+
+
 class LLM:
     """A causal LM answering prompts in batches; the chat template wraps the prompt when the tokenizer has one."""
 
@@ -144,14 +156,11 @@ class LLM:
         self.chat = chat and bool(getattr(self.tokenizer, "chat_template", None))
 
     def prompt(self, text: str, instruction: str | None) -> str:
-        query = "\n".join(part for part in (instruction, text) if part)
         if self.chat:
-            return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": query}], tokenize=False, add_generation_prompt=True
-            )
+            return chat_prompt(self.tokenizer, text, instruction)
         from processing_xbridge import ALPACA_TEMPLATE  # the same fallback template the bridge uses
 
-        return ALPACA_TEMPLATE.format(query=query)
+        return ALPACA_TEMPLATE.format(query=_query(text, instruction))
 
     @torch.no_grad()
     def generate(self, texts, instruction, max_new_tokens) -> list[str]:

@@ -45,7 +45,7 @@ def eval_general_llm(llm_dir: str | Path, world_dir: str | Path, limit: int | No
 
     from eval.metrics import rouge_l  # noqa: PLC0415
 
-    from .bases import chat_prompt  # noqa: PLC0415
+    from eval.systems import chat_prompt  # noqa: PLC0415
     from .world import MATH_INSTRUCTION, SUMMARY_INSTRUCTION  # noqa: PLC0415
 
     tok = AutoTokenizer.from_pretrained(llm_dir)
@@ -56,7 +56,7 @@ def eval_general_llm(llm_dir: str | Path, world_dir: str | Path, limit: int | No
     t0 = time.time()
 
     def answer(instruction: str, texts: list[str], max_new_tokens: int) -> list[str]:
-        prompts = [chat_prompt(tok, instruction, t) for t in texts]
+        prompts = [chat_prompt(tok, t, instruction) for t in texts]
         return llm_generate(model, tok, prompts, max_new_tokens=max_new_tokens, add_special_tokens=False)
 
     math = answer(MATH_INSTRUCTION, [r["question"] for r in problems], 128)

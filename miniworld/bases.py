@@ -353,15 +353,11 @@ def general_llm_config(family: str, tok, cfg: BaseConfig):
         rope_theta=10000.0)
 
 
-def chat_prompt(tok, instruction: str, text: str) -> str:
-    """The prompt eval/systems.py's LLM builds (instruction and text on two lines, the chat template around)."""
-    query = "\n".join(part for part in (instruction, text) if part)
-    return tok.apply_chat_template([{"role": "user", "content": query}], tokenize=False, add_generation_prompt=True)
-
-
 def encode_general(tok, rows: list[dict], max_len: int) -> list[dict]:
     """Plain text rows: loss on every token. Instruction rows: the chat prompt, then ` output</s>` with the loss on
     the output only (as instruction tuning does)."""
+    from eval.systems import chat_prompt  # noqa: PLC0415  (the prompt the harness will ask it with)
+
     out = []
     for r in rows:
         if "text" in r:
@@ -369,7 +365,7 @@ def encode_general(tok, rows: list[dict], max_len: int) -> list[dict]:
             ids = (ids + [tok.eos_token_id])[:max_len]
             labels = [-100 if i == tok.bos_token_id else i for i in ids]
         else:
-            prompt = tok(chat_prompt(tok, r["instruction"], r["input"]), add_special_tokens=False)["input_ids"]
+            prompt = tok(chat_prompt(tok, r["input"], r["instruction"]), add_special_tokens=False)["input_ids"]
             answer = tok(" " + r["output"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
             ids, labels = (prompt + answer)[:max_len], ([-100] * len(prompt) + answer)[:max_len]
         out.append(dict(input_ids=ids, attention_mask=[1] * len(ids), labels=labels, length=len(ids)))
