@@ -320,13 +320,13 @@ GENERAL_CHAT_TEMPLATE = (
     "{{ m['content'] }} ### Response:{% elif m['role'] == 'assistant' %} {{ m['content'] }}{{ eos_token }}{% endif %}"
     "{% endfor %}"
 )
-# family -> (transformers model_type, what sets it apart). Each gets the same width and data; the differences are
-# the architectures' own (and the tokenizer their checkpoints load with).
+# family (= its transformers model_type) -> what sets it apart. Each gets the same width and data; the differences
+# are the architectures' own (and the tokenizer their checkpoints load with).
 LLM_FAMILIES = {
-    "llama": ("llama", "RMSNorm, SwiGLU, RoPE; Metaspace BPE with <unk> for foreign scripts (as Llama 2)"),
-    "qwen2": ("qwen2", "q/k/v biases; byte-level BPE, one token per digit (transformers loads any qwen2 "
-                       "checkpoint's tokenizer as Qwen2Tokenizer, so it is trained as one)"),
-    "gemma": ("gemma", "input embeddings scaled by sqrt(hidden) inside the model, (1 + w) RMSNorm, GeGLU"),
+    "llama": "RMSNorm, SwiGLU, RoPE; Metaspace BPE with <unk> for foreign scripts (as Llama 2)",
+    "qwen2": "q/k/v biases; byte-level BPE, one token per digit (transformers loads any qwen2 checkpoint's tokenizer "
+             "as Qwen2Tokenizer, so it is trained as one)",
+    "gemma": "input embeddings scaled by sqrt(hidden) inside the model, (1 + w) RMSNorm, GeGLU",
 }
 
 
@@ -346,7 +346,7 @@ def general_llm_config(family: str, tok, cfg: BaseConfig):
         raise ValueError(f"unknown LLM family {family!r}; known: {sorted(LLM_FAMILIES)}")
     heads = cfg.llm_heads
     return AutoConfig.for_model(
-        LLM_FAMILIES[family][0], vocab_size=len(tok), hidden_size=cfg.llm_d_model, intermediate_size=cfg.llm_ffn,
+        family, vocab_size=len(tok), hidden_size=cfg.llm_d_model, intermediate_size=cfg.llm_ffn,
         num_hidden_layers=cfg.llm_layers, num_attention_heads=heads, num_key_value_heads=heads,
         head_dim=cfg.llm_d_model // heads, max_position_embeddings=512, tie_word_embeddings=True,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,

@@ -272,7 +272,7 @@ def _base_description(kind: str) -> str:
                 "step by step")
     family = kind.removeprefix("llm-")
     return (f"A general English LLM of the {family} family (`AutoModelForCausalLM`, model_type `{family}`: "
-            f"{LLM_FAMILIES[family][1]}), pretrained on the world's English stories and instruction-tuned on its math "
+            f"{LLM_FAMILIES[family]}), pretrained on the world's English stories and instruction-tuned on its math "
             "problems and summaries with the harness's instructions")
 
 
