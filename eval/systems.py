@@ -286,8 +286,9 @@ class DirectSystem(System):
 class SFTSystem(DirectSystem):
     """An LLM fine-tuned on the task data: a merged model, or a LoRA adapter folder over its base (peft).
 
-    Prompted as `python -m train sft` trains it: the plain Alpaca template with the raw question, no instruction
-    for math unless --instruction is given.
+    Prompted as `python -m train sft` trained it: the plain Alpaca template with the raw question (no instruction
+    for math unless --instruction is given), or the LLM's chat template when the adapter's `sft_prompt.json` says
+    it was trained with it.
     """
 
     name = "sft"
@@ -299,6 +300,10 @@ class SFTSystem(DirectSystem):
     def __init__(self, model=None, llm=None, device=None, dtype="auto", **kwargs):
         if not model:
             raise ValueError("system 'sft' needs --model: a fine-tuned LLM or a peft adapter folder")
+        prompt_file = os.path.join(model, "sft_prompt.json")  # train.sft.PROMPT_FILE (eval does not import train)
+        if os.path.isfile(prompt_file):
+            with open(prompt_file, encoding="utf-8") as f:
+                self.chat = bool(json.load(f).get("use_chat_template"))
         adapter_config = os.path.join(model, "adapter_config.json")
         if os.path.isfile(adapter_config):
             with open(adapter_config, encoding="utf-8") as f:

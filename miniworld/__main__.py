@@ -4,7 +4,7 @@
   XBridge stages and the encoder-only baseline with every seed, every system evaluated through eval/, results
   (markdown with intervals, JSON, PNG) in results/miniworld/. `--fast`: the CI variant (fewer steps, three
   languages, 40 problems, one seed).
-- general: the main job in the general world (issue 13), on the general LLM `--llm llama|qwen2|gemma`: math,
+- general: the main job in the general world (issue 13), on the general LLM `--llm llama|qwen2|gemma|all`: math,
   summaries (XL-Sum's shape) and translation (Table 1) for every system, the harness's task instructions; results
   in results/miniworld/general/<llm>/.
 - bases: pretrain both bases from scratch and compare them with the shipped ones (metrics side by side, and
@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="jobs side by side (default: the core count)")
     parser.add_argument("--general", action="store_true",
                         help="bases: the general world's (the NMT with stories, LLMs of three families)")
-    parser.add_argument("--llm", default="llama", choices=["llama", "qwen2", "gemma"],
-                        help="general: which general LLM the bridge joins")
+    parser.add_argument("--llm", default="llama", choices=["llama", "qwen2", "gemma", "all"],
+                        help="general: which general LLM the bridge joins (all: each in turn, then the overview "
+                             "with one column group per LLM)")
     parser.add_argument("--bases-from", default=None,
                         help="general: take the bases from this `bases --general` run folder instead of the shipped ones")
     parser.add_argument("--what", nargs="+", default=["nmt", "llm"],
@@ -68,6 +69,21 @@ def main(argv: list[str] | None = None) -> int:
     if shipping_bases and any(kind not in ("nmt", "llm") for kind in args.what):
         out = args.out or f"runs/miniworld-bases{suffix}-general"  # where `bases --general` trained them
     results = args.results or ("results/miniworld-bases-fast" if bases_run and args.fast else f"results/miniworld{suffix}")
+    if args.command == "general" and args.llm == "all":
+        if args.out or args.results or args.bases_from:
+            parser.error("--llm all writes every LLM's default folders: run one LLM at a time with --out/--results/"
+                         "--bases-from")
+        from .bases import LLM_FAMILIES  # noqa: PLC0415
+        from .report import write_general_overview  # noqa: PLC0415
+
+        for llm in LLM_FAMILIES:
+            main(["general", "--llm", llm, *(["--fast"] if args.fast else []),
+                  *(["--seeds", *map(str, args.seeds)] if args.seeds else []),
+                  *(["--workers", str(args.workers)] if args.workers else [])])
+        root = Path(f"results/miniworld{suffix}/general")
+        write_general_overview(root, list(LLM_FAMILIES))
+        print(f"see {root / 'README.md'}")
+        return 0
     if args.command == "general":  # one folder and one results folder per LLM
         out = args.out or f"runs/miniworld-general{suffix}/{args.llm}"
         results = args.results or f"results/miniworld{suffix}/general/{args.llm}"

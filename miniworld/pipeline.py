@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import base_eval, shipped
 from .bases import FIRST_BASES, LLM_FAMILIES, BaseConfig, is_done, mark_done, pretrain
-from .bridge import StageSchedule, encoder_only_jobs, xbridge_jobs
+from .bridge import StageSchedule, encoder_only_jobs, sft_jobs, xbridge_jobs
 from .evaluate import math_outcomes, register_languages, run_benchmark, summary_outcomes, translation_stats
 from .jobs import Job, Stopwatch, run_jobs
 from .world import ENGLISH, LOW_RESOURCE, UNSEEN, WorldConfig, generate
@@ -78,12 +78,12 @@ class Plan:
     def benchmarks(self, system: str) -> tuple[str, ...]:
         """What a system is scored on. The first world: math, and translation for XBridge and the NMT. The general
         world (the paper's evaluation): math, summaries (not encoder-only: it writes English only, a summary is in
-        the story's language) and translation (Table 1) for every system."""
+        the story's language) and translation (Table 1) for every system but SFT (a task model, not a translator)."""
         if system == "nmt":
             return ("flores",)
         if not self.general:
             return ("mgsm", "flores") if system == "xbridge" else ("mgsm",)
-        return {"xbridge-encoder-only": ("mgsm", "flores"), "translate-test": ("mgsm", "xlsum")}.get(
+        return {"xbridge-encoder-only": ("mgsm", "flores"), "translate-test": ("mgsm", "xlsum"), "sft": ("mgsm", "xlsum")}.get(
             system, ("mgsm", "xlsum", "flores"))  # translate-test translates with the NMT: its row would repeat nmt's
 
     def eval_langs(self) -> list[str]:
@@ -139,10 +139,12 @@ def trained_system_jobs(plan: Plan, system: str, seed: int, root: Path, nmt: str
     folder = root / f"seed{seed}"
     if system == "xbridge-encoder-only":
         chain = encoder_only_jobs(name, plan.data_dir, nmt, llm, plan.schedule, folder, seed)
+    elif system == "sft":
+        chain = sft_jobs(name, plan.data_dir, llm, plan.schedule, folder, seed)
     else:
         chain = xbridge_jobs(name, plan.data_dir, nmt, llm, plan.schedule, folder, seed, **recipe)
     benchmarks = tuple(b for b in plan.benchmarks(system) if translation or b != "flores")
-    evaluation = Job(f"{name}/eval", evaluate, (system if system == "xbridge-encoder-only" else "xbridge", benchmarks,
+    evaluation = Job(f"{name}/eval", evaluate, (system if system in ("xbridge-encoder-only", "sft") else "xbridge", benchmarks,
                                                 str(plan.world_dir), str(folder / "eval"), plan.eval_langs(), plan.limit,
                                                 {}, plan.general),
                      after=(name,), cost=15.0 * len(benchmarks) + 30.0 * ("flores" in benchmarks))
@@ -167,9 +169,13 @@ def main_job(plan: Plan, workers: int | None = None) -> dict:
     for seed in plan.seeds:
         jobs += trained_system_jobs(plan, "xbridge", seed, plan.out / "xbridge", nmt, llm)
         jobs += trained_system_jobs(plan, "xbridge-encoder-only", seed, plan.out / "encoder-only", nmt, llm)
+    if plan.general:  # one seed: the LLM reads the raw question (2-5x the tokens of the bridge's mapped source)
+        jobs += trained_system_jobs(plan, "sft", plan.seeds[0], plan.out / "sft", nmt, llm)
     results = clock.run("train_and_evaluate", run_jobs, jobs, workers, "main job")
     per_system = {system: [outcomes(results[f"{system}/s{seed}/eval"]) for seed in plan.seeds]
                   for system in ("xbridge", "xbridge-encoder-only")}
+    if plan.general:
+        per_system["sft"] = [outcomes(results[f"sft/s{plan.seeds[0]}/eval"])]
     per_system.update({system: [outcomes(results[f"{system}/eval"])] for system in ("direct", "translate-test", "nmt")})
     losses = {f"xbridge/s{seed}/{stage}": json.loads((plan.out / "xbridge" / f"seed{seed}" / stage / "COMPLETED").read_text())["losses"]
               for seed in plan.seeds for stage in ("stage1", "stage2", "stage3")}

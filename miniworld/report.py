@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
@@ -20,7 +21,7 @@ from .evaluate import bleu_from_stats, chrf_from_stats  # noqa: E402
 from .world import ENGLISH, LOW_RESOURCE, UNSEEN, short_code  # noqa: E402
 
 EN = short_code(ENGLISH)
-SYSTEM_ORDER = ["direct", "translate-test", "xbridge-encoder-only", "xbridge", "nmt"]
+SYSTEM_ORDER = ["direct", "translate-test", "sft", "xbridge-encoder-only", "xbridge", "nmt"]
 AVG = "avg (non-en)"
 
 
@@ -49,10 +50,17 @@ def math_estimates(per_seed: list[dict], task: str) -> dict[str, stats.Estimate]
     return out
 
 
-def translation_estimates(per_seed: list[dict], direction: str, metric: str = "chrF++") -> dict[str, stats.Estimate]:
+def translation_estimates(per_seed: list[dict], direction: str, metric: str = "chrF++",
+                          pooled: bool = False) -> dict[str, stats.Estimate]:
+    """Corpus score per language; `pooled`: also AVG, one corpus score over every non-English sentence together
+    (a corpus metric has no per-item mean to average, so the pooled corpus is its summary)."""
     key, scorer = ("flores", chrf_from_stats) if metric == "chrF++" else ("flores-bleu", bleu_from_stats)
     langs = per_seed[0].get(key, {}).get(direction, {})
-    return {lang: stats.corpus_score([seed[key][direction][lang] for seed in per_seed], scorer) for lang in langs}
+    out = {lang: stats.corpus_score([seed[key][direction][lang] for seed in per_seed], scorer) for lang in langs}
+    if pooled and out:
+        out[AVG] = stats.corpus_score([np.concatenate([seed[key][direction][lang] for lang in langs])
+                                       for seed in per_seed], scorer)
+    return out
 
 
 def target(diff: stats.Estimate, margin: float) -> str:
@@ -78,7 +86,7 @@ def claims(per_system: dict[str, list[dict]]) -> list[dict]:
 
     xb_en, xb_x = math_groups(xb, "answer-en"), math_groups(xb, "answer-x")
     langs = [lang for lang in xb_en if lang != EN]
-    for other in ("direct", "translate-test", "xbridge-encoder-only"):
+    for other in ("direct", "translate-test", "sft", "xbridge-encoder-only"):
         if other in per_system:
             groups = math_groups(per_system[other], "answer-en")
             add(f"xbridge - {other}, English answer", [xb_en[l] for l in langs], [groups[l] for l in langs])
@@ -186,9 +194,11 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
     order = [s for s in SYSTEM_ORDER if s in per_system]
     math = {task: {s: math_estimates(per_system[s], task) for s in order} for task in ("answer-en", "answer-x")}
     math = {task: {s: v for s, v in rows.items() if v} for task, rows in math.items()}
-    translation = {f"{s} {d}": translation_estimates(per_system[s], d) for s in order for d in ("x-en", "en-x")}
+    translation = {f"{s} {d}": translation_estimates(per_system[s], d, pooled=plan.general) for s in order
+                   for d in ("x-en", "en-x")}
     translation = {k: v for k, v in translation.items() if v}
-    bleu = {f"{s} {d}": translation_estimates(per_system[s], d, "BLEU") for s in order for d in ("x-en", "en-x")}
+    trans_columns = columns[1:] if plan.general else columns[1:-1]  # the first world's tables had no pooled column
+    bleu = {f"{s} {d}": translation_estimates(per_system[s], d, "BLEU", pooled=True) for s in order for d in ("x-en", "en-x")}
     bleu = {k: v for k, v in bleu.items() if v} if plan.general else {}
     summary = {s: v for s in order if (v := math_estimates(per_system[s], "summary"))}
     checks = claims(per_system)
@@ -200,20 +210,23 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
         "# Mini-world results" + (f": the general world, LLM `{plan.llm}`" if plan.general else ""), "",
         f"`{command}`: " + (f"the bases `{plan.bases[0]}`, `{plan.bases[1]}`" if plan.bases else
                             f"the shipped bases (`xbridge-miniworld/{kinds[0]}`, `xbridge-miniworld/{kinds[1]}`)") +
-        f", XBridge and encoder-only trained with seeds {seeds}, stage steps "
+        f", XBridge and encoder-only{' (and the SFT baseline, LoRA for as many steps as stage 2, on the first seed only)' if plan.general else ''} "
+        f"trained with seeds {seeds}, stage steps "
         f"{plan.schedule.stage1}/{plan.schedule.stage2}/{plan.schedule.stage3} (encoder-only "
         f"{plan.schedule.enc_only1}/{plan.schedule.enc_only2}), batch {plan.schedule.batch}, lr {plan.schedule.lr}; "
         f"{plan.limit or 'all'} held-out items per language.",
         f"Unseen language (no XBridge stage saw it): `{UNSEEN}`; low-resource: `{LOW_RESOURCE}`.", "",
         "Cells: mean over seeds ± standard deviation of the per-seed scores [95% bootstrap interval over items and "
-        "seeds]. Untrained systems (direct, translate-test, nmt) have one run: their interval is over items only.", "",
+        "seeds]. Untrained systems (direct, translate-test, nmt) and SFT have one run: their interval is over items only.", "",
         "## Math: accuracy of the English answer (LLM output)", "", *table(math["answer-en"], columns), "",
         "## Math: accuracy of the answer in the question's language (decoder output)", "",
         *table(math.get("answer-x", {}), columns), "",
         *(["## Summaries: ROUGE-L of the summary in the story's language", "", *table(summary, columns), ""]
           if summary else []),
-        "## Translation: chrF++ on held-out sentences", "", *table(translation, columns[1:-1], "system / direction"), "",
-        *(["## Translation: BLEU on held-out sentences", "", *table(bleu, columns[1:-1], "system / direction"), ""]
+        "## Translation: chrF++ on held-out sentences" + (" (avg: every non-English sentence as one corpus)"
+                                                          if plan.general else ""), "",
+        *table(translation, trans_columns, "system / direction"), "",
+        *(["## Translation: BLEU on held-out sentences", "", *table(bleu, trans_columns, "system / direction"), ""]
           if bleu else []),
         "## Per seed (average over the non-English languages)", "", *per_seed_table(per_system, plan.seeds), "",
         "## Claims, judged on paired intervals", "",
@@ -236,7 +249,7 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
     if math.get("answer-x"):
         bar_chart(math["answer-x"], columns, "Answer accuracy in the question's language (%)", results / "math_x.png")
     if translation:
-        bar_chart(translation, columns[1:-1], "chrF++", results / "translation.png")
+        bar_chart(translation, trans_columns, "chrF++", results / "translation.png")
     if summary:
         bar_chart(summary, columns, "Summary ROUGE-L, story's language", results / "summaries.png")
     loss_chart(losses, results / "losses.png")
@@ -288,3 +301,83 @@ def write_bases_report(comparison: dict, results: Path, name: str = "bases") -> 
     stem = "base_models" if name == "bases" else "base_models_general"
     (results / f"{stem}.md").write_text("\n".join(lines) + "\n")
     (results / f"{stem}.json").write_text(json.dumps(comparison, indent=1, ensure_ascii=False) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------ all LLMs
+OVERVIEW_SCOPES = [AVG, short_code(UNSEEN), short_code(LOW_RESOURCE)]
+
+
+def write_general_overview(root: Path, llms: list[str]) -> dict:
+    """`<root>/README.md` + `overview.png`: the paper's Table 1 and Figure 3 with one column group per LLM, and
+    every claim's verdict per LLM, from each LLM's `results.json` (written by its main job)."""
+    per_llm = {llm: json.loads((root / llm / "results.json").read_text()) for llm in llms}
+
+    def cell(value: dict | None) -> str:
+        if not value:
+            return "-"
+        spread = f" ±{value['sd']:.1f}" if value["seeds"] > 1 and value["sd"] > 0 else ""
+        return f"{value['mean']:.1f}{spread} [{value['ci95'][0]:.1f}, {value['ci95'][1]:.1f}]"
+
+    def grouped(rows: list[str], get) -> list[str]:
+        head = [f"{llm}: {label(scope)}" for llm in llms for scope in OVERVIEW_SCOPES]
+        lines = ["| system | " + " | ".join(head) + " |", "| --- |" + " --- |" * len(head)]
+        for row in rows:
+            lines.append(f"| {row} | " + " | ".join(cell(get(per_llm[llm], row, scope)) for llm in llms
+                                                     for scope in OVERVIEW_SCOPES) + " |")
+        return lines
+
+    def rows_of(section: str, task: str | None = None) -> list[str]:
+        names = {name for r in per_llm.values() for name in (r.get(section, {}).get(task, {}) if task else r.get(section, {}))}
+        order = SYSTEM_ORDER + [f"{s} {d}" for d in ("x-en", "en-x") for s in SYSTEM_ORDER]
+        return sorted(names, key=lambda n: order.index(n) if n in order else len(order))
+
+    math = lambda task: lambda r, row, scope: r["math"].get(task, {}).get(row, {}).get(scope)  # noqa: E731
+    other = lambda section: lambda r, row, scope: r.get(section, {}).get(row, {}).get(scope)  # noqa: E731
+    claim_keys = []
+    for r in per_llm.values():
+        claim_keys += [(c["claim"], c["scope"]) for c in r["claims"] if (c["claim"], c["scope"]) not in claim_keys]
+    verdicts = {llm: {(c["claim"], c["scope"]): c for c in r["claims"]} for llm, r in per_llm.items()}
+    lines = [
+        "# The general world on every LLM: the paper's Table 1 and Figure 3", "",
+        "`python -m miniworld general --llm all` runs the main job on each general LLM "
+        f"({', '.join(f'`llm-{llm}`' for llm in llms)}) and writes this overview from their `results.json`; each LLM's "
+        "per-language tables are in its folder. Cells: mean ± seed sd [95% interval]; `avg` is the non-English average "
+        "(translation: every non-English sentence as one corpus); the unseen and the low-resource language are marked.",
+        "", "## Table 1: translation, chrF++", "", *grouped(rows_of("translation"), other("translation")), "",
+        "## Table 1: translation, BLEU", "", *grouped(rows_of("translation_bleu"), other("translation_bleu")), "",
+        "## Figure 3: math, English answer accuracy (%)", "", *grouped(rows_of("math", "answer-en"), math("answer-en")), "",
+        "## Figure 3: math, accuracy of the answer in the question's language (%)", "",
+        *grouped(rows_of("math", "answer-x"), math("answer-x")), "",
+        "## Figure 3: summaries in the story's language, ROUGE-L", "", *grouped(rows_of("summary"), other("summary")), "",
+        "## Claims per LLM (paired intervals)", "", "| claim | scope | " + " | ".join(llms) + " |",
+        "| --- | --- |" + " --- |" * len(llms),
+        *[f"| {claim} | {scope} | " + " | ".join(
+            f"{verdicts[llm][(claim, scope)]['text']}: {verdicts[llm][(claim, scope)]['verdict']}"
+            if (claim, scope) in verdicts[llm] else "-" for llm in llms) + " |" for claim, scope in claim_keys], "",
+        "Plot: `overview.png` (non-English averages with their intervals).",
+    ]
+    (root / "README.md").write_text("\n".join(lines) + "\n")
+    panels = [("English answer accuracy (%)", math("answer-en"), rows_of("math", "answer-en")),
+              ("answer in the question's language (%)", math("answer-x"), rows_of("math", "answer-x")),
+              ("summary ROUGE-L", other("summary"), rows_of("summary")),
+              ("translation chrF++", other("translation"), rows_of("translation"))]
+    colours = {}  # one colour per system (and direction) across the panels
+    for _, _, rows in panels:
+        colours.update({row: f"C{len(colours) % 10}" for row in rows if row not in colours})
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8))
+    for ax, (title, get, rows) in zip(axes, panels):
+        width = 0.8 / max(1, len(rows))
+        for i, row in enumerate(rows):
+            values = [get(per_llm[llm], row, AVG) for llm in llms]
+            xs = [j + i * width for j, v in enumerate(values) if v]
+            got = [v for v in values if v]
+            ax.bar(xs, [v["mean"] for v in got], width, label=row, color=colours[row], yerr=[[v["mean"] - v["ci95"][0] for v in got],
+                                                                          [v["ci95"][1] - v["mean"] for v in got]], capsize=2)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(llms))], llms)
+        ax.set_ylim(0, 100)
+        ax.set_title(title + ", non-English avg", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(root / "overview.png", dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return per_llm

@@ -522,6 +522,11 @@ class WorldConfig:
     n_llm_general: int = 60000  # English LLM records: math and summaries as instructions, stories as plain text
     n_nmt_stories: int = 1500  # stories (and their summaries) translated into every language for the NMT
     n_test_stories: int = 100  # held-out stories per language
+    # English documents that repeat a passage ("<text>\n<text>"), added to the LLM's records; a real LLM's web text
+    # is full of repeated spans and that is where it learns to copy from its context (induction heads). Without
+    # them this LLM could not copy at all (the exact sentence before it did not lower its loss on it: ANALYSIS.md
+    # section 5), and stage 1 - write the English of what precedes the boundary - needs that ability.
+    repeat_fraction: float = 0.1
 
     def __post_init__(self):
         if self.max_ops not in (1, 2, 3):
@@ -738,11 +743,36 @@ def xlsum_name(code: str) -> str:
     return "english" if code == ENGLISH else short_code(code)
 
 
+def _with_repeats(llm_rows: list[dict], world: World, test_sentences: set[str], test_stories: set[str]) -> list[dict]:
+    """`llm_rows` plus `repeat_fraction` of them again as repeated-passage documents (1-3 sentences of a fresh
+    story, or a general sentence, then the same again), each at a random place. Its own random stream: the other
+    general files do not move."""
+    config = world.config
+    rng = random.Random(f"{config.seed}:general-repeat")
+    rows = list(llm_rows)
+    for _ in range(round(config.repeat_fraction * len(llm_rows))):
+        while True:
+            if rng.random() < 0.5:
+                story = make_story(rng)
+                if world.realise(story.sentences, ENGLISH) in test_stories:
+                    continue
+                start = rng.randrange(len(story.sentences))
+                item = story.sentences[start:start + rng.choice([1, 2, 3])]
+            else:
+                item = [make_general_sentence(rng)]
+            if not any(realise_english(c) in test_sentences for c in item):
+                break
+        passage = world.realise(item, ENGLISH)
+        rows.insert(rng.randrange(len(rows) + 1), dict(text=f"{passage}\n{passage}"))
+    return rows
+
+
 def generate_general(out: Path, world: World, test_questions: set[str], test_sentences: set[str]) -> dict:
     """Write `general/` and the held-out stories, never repeating a test problem, sentence or story. Its own random
     stream, so the files of the first world (above) stay byte for byte what they were.
 
-      general/llm.jsonl     English only: {text} (stories, loss on all of it) or {instruction, input, output, task}
+      general/llm.jsonl     English only: {text} (stories and repeated passages, loss on all of it) or
+                            {instruction, input, output, task}
       general/nmt.jsonl     stories and summaries, x<->eng both directions (added to nmt_pretrain.jsonl)
       general/stage1.jsonl  trilingual records of general sentences and story sentences, seen languages
       general/task.jsonl    math and summary task records with their `instruction`, seen languages
@@ -793,6 +823,7 @@ def generate_general(out: Path, world: World, test_questions: set[str], test_sen
                                  input=world.realise(story.sentences, ENGLISH), output=world.realise(story.summary, ENGLISH)))
         else:
             llm_rows.append(dict(text=world.realise(fresh_story().sentences, ENGLISH)))
+    llm_rows = _with_repeats(llm_rows, world, test_sentences, seen_t)
 
     nmt_rows = []
     for i in range(config.n_nmt_stories):

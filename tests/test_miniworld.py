@@ -162,6 +162,23 @@ def test_stories_summaries_and_general_data(world_dir):
     assert {r["task"] for r in task} == {"math", "summarize"} and not held_out & {r["question"] for r in task}
     assert all(r["instruction"] == INSTRUCTIONS[r["task"]] for r in task)
     assert UNSEEN not in {r["src_lang"] for r in task} | {r["src_lang"] for r in _jsonl(world_dir / "general" / "stage1.jsonl")}
+    # repeated passages (where the LLM learns to copy from its context): `A\nA`, their share as configured, none
+    # holding a held-out sentence
+    repeats = [r["text"].split("\n") for r in llm if "text" in r and "\n" in r["text"]]
+    assert all(len(parts) == 2 and parts[0] == parts[1] for parts in repeats)
+    assert len(repeats) == round(TINY.repeat_fraction * (len(llm) - len(repeats)))
+    sentences = lambda text: {s.rstrip(".") for s in text.split(". ")}  # noqa: E731
+    held_out_sentences = {s for r in stories if r["lang"] == ENGLISH for s in sentences(r["story"])}
+    assert repeats and not held_out_sentences & {s for parts in repeats for s in sentences(parts[0])}
+
+
+def test_repeated_passages_leave_every_other_file_unchanged(world_dir, tmp_path):
+    """The repeated passages come from their own random stream: a world without them differs in the LLM's records
+    only (the NMT, the stage data and the test sets stay byte for byte what they are)."""
+    generate(tmp_path, dataclasses.replace(TINY, repeat_fraction=0.0))
+    files = sorted(p.relative_to(world_dir) for p in world_dir.rglob("*") if p.is_file() and p.name != "COMPLETED")
+    differ = [str(f) for f in files if (world_dir / f).read_bytes() != (tmp_path / f).read_bytes()]
+    assert differ == ["general/llm.jsonl", "world.json"]
 
 
 @pytest.mark.timeout(1200)
@@ -314,8 +331,8 @@ def test_general_fast_job_covers_every_task_family(general_fast_run):
     prompted directly."""
     out, results = general_fast_run
     avg, langs = "avg (non-en)", {"qab", "qae", "qaf"}
-    assert set(results["summary"]) == {"direct", "translate-test", "xbridge"}
-    assert set(results["math"]["answer-en"]) == {"direct", "translate-test", "xbridge-encoder-only", "xbridge"}
+    assert set(results["summary"]) == {"direct", "translate-test", "sft", "xbridge"}
+    assert set(results["math"]["answer-en"]) == {"direct", "translate-test", "sft", "xbridge-encoder-only", "xbridge"}
     assert set(results["translation"]) == {
         "direct x-en", "direct en-x", "xbridge-encoder-only x-en", "xbridge x-en", "xbridge en-x", "nmt x-en", "nmt en-x"}
     assert set(results["translation_bleu"]) == set(results["translation"])
