@@ -10,7 +10,9 @@
 - bases: pretrain both bases from scratch and compare them with the shipped ones (metrics side by side, and
   whether the weights are identical bit for bit). `--general`: the general world's bases instead (an NMT that also
   knows stories and summaries, and general English LLMs of three families: Llama, Qwen2, Gemma).
-- ablation: every ablation row with the same seeds over the shipped bases (results/miniworld/ablation.md).
+- ablation: every ablation row with the same seeds over the shipped bases (results/miniworld/ablation.md);
+  `--general --llm <family>`: in the general world, on math, summaries and translation (the paper's Figure 4;
+  results/miniworld/general/<llm>/ablation.md).
 - publish: ship this run's bases (`--what nmt llm`; the general ones: `--what nmt-general llm-llama llm-qwen2
   llm-gemma`) or seed-0 bridge (`--what bridge`) as the package's checkpoints.
 
@@ -37,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="training seeds of every trained system (default 0 1 2; --fast: 0)")
     parser.add_argument("--workers", type=int, default=None, help="jobs side by side (default: the core count)")
     parser.add_argument("--general", action="store_true",
-                        help="bases: the general world's (the NMT with stories, LLMs of three families)")
+                        help="bases: the general world's (the NMT with stories, LLMs of three families); ablation: "
+                             "in the general world on `--llm`, scored on every task family")
     parser.add_argument("--llm", default="llama", choices=["llama", "qwen2", "gemma", "all"],
                         help="general: which general LLM the bridge joins (all: each in turn, then the overview "
                              "with one column group per LLM)")
@@ -51,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--workers {args.workers}: give 1 or more")
     if args.bases_from and args.command != "general":
         parser.error(f"--bases-from {args.bases_from}: only the `general` command takes its bases from a run folder")
+    if args.llm == "all" and args.command != "general":
+        parser.error(f"--llm all: only the `general` command runs every LLM (`{args.command}` takes one)")
 
     import torch  # noqa: PLC0415
 
@@ -84,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         write_general_overview(root, list(LLM_FAMILIES))
         print(f"see {root / 'README.md'}")
         return 0
-    if args.command == "general":  # one folder and one results folder per LLM
+    general = args.command == "general" or (args.command == "ablation" and args.general)
+    if general:  # one folder and one results folder per LLM (its ablation trains in a subfolder of the same run)
         out = args.out or f"runs/miniworld-general{suffix}/{args.llm}"
         results = args.results or f"results/miniworld{suffix}/general/{args.llm}"
-    plan = Plan.make(out, results, args.fast, tuple(args.seeds) if args.seeds else None,
-                     general=args.command == "general", llm=args.llm)
+    plan = Plan.make(out, results, args.fast, tuple(args.seeds) if args.seeds else None, general=general, llm=args.llm)
     if args.bases_from:
         folder = Path(args.bases_from) / "bases"
         plan = replace(plan, bases=(str(folder / "nmt-general"), str(folder / f"llm-{args.llm}")))

@@ -1,17 +1,17 @@
 """`python -m miniworld ablation`: every ablation row trained with the same seeds on the shipped bases, with one
 shorter schedule (1/3 of the main job's steps, to fit 3 seeds of 6 rows in ~30 min on 2 cores) shared by all rows,
 the reference recipe included, so rows compare with each other; each row's difference from the reference is a
-paired interval (stats.py). Rows are scored on the math problems (both answers), not on translation."""
+paired interval (stats.py). Rows are scored on the math problems (both answers); in the general world
+(`ablation --general --llm <family>`, the paper's Figure 4) also on the summaries and on translation."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
 
-from . import shipped
 from .jobs import run_jobs
 from .pipeline import Plan, outcomes, step_generate, trained_system_jobs, write_run_info
-from .report import AVG, claims_vs, math_estimates, math_groups, table
+from .report import AVG, claims_vs, math_estimates, math_groups, table, translation_estimates
 
 REFERENCE = "xbridge (relaxed OT)"
 ABLATIONS = {
@@ -37,13 +37,13 @@ def run_ablation(plan: Plan, workers: int | None = None) -> dict:
     clock = Stopwatch()
     plan = replace(plan, schedule=plan.schedule.scaled(SCHEDULE_FRACTION))
     clock.run("generate", step_generate, plan)
-    nmt, llm = shipped.checkpoint("nmt"), shipped.checkpoint("llm")
+    nmt, llm = plan.base_folders()
     jobs = []
     for name, (_, recipe) in ABLATIONS.items():
         system = "xbridge-encoder-only" if recipe is None else "xbridge"
         for seed in plan.seeds:
             jobs += trained_system_jobs(plan, system, seed, plan.out / "ablation" / folder_name(name), nmt, llm,
-                                        tag=name, translation=False, **(recipe or {}))
+                                        tag=name, translation=plan.general, **(recipe or {}))
     done = clock.run("train_and_evaluate", run_jobs, jobs, workers, "ablation")
     rows = {name: [outcomes(done[f"{name}/s{seed}/eval"]) for seed in plan.seeds] for name in ABLATIONS}
     report = write_ablation_report(plan, rows)
@@ -59,15 +59,23 @@ def write_ablation_report(plan: Plan, rows: dict[str, list[dict]]) -> dict:
     columns = [lang for lang in math_groups(rows[REFERENCE], "answer-en")] + [AVG]
     english = {name: math_estimates(runs, "answer-en") for name, runs in rows.items()}
     in_language = {name: e for name, runs in rows.items() if (e := math_estimates(runs, "answer-x"))}
+    summary = {name: e for name, runs in rows.items() if (e := math_estimates(runs, "summary"))}
+    translation = {f"{name} {d}": e for name, runs in rows.items() for d in ("x-en", "en-x")
+                   if (e := translation_estimates(runs, d, pooled=True))}
     diffs = claims_vs(rows, REFERENCE)
     s = plan.schedule
-    lines = ["# Mini-world ablation", "",
-             f"Every row: the shipped bases, seeds {', '.join(map(str, plan.seeds))}, stage steps {s.stage1}/{s.stage2}/"
+    general = [*(["## Summary ROUGE-L in the story's language (encoder-only writes English only)", "",
+                  *table(summary, columns, "variant"), ""] if summary else []),
+               *(["## Translation chrF++ (held-out sentences; avg: every non-English sentence as one corpus)", "",
+                  *table(translation, columns[1:], "variant / direction"), ""] if translation else [])]
+    lines = ["# Mini-world ablation" + (f": the general world, LLM `{plan.llm}`" if plan.general else ""), "",
+             f"Every row: the shipped bases{' of the general world' if plan.general else ''}, seeds "
+             f"{', '.join(map(str, plan.seeds))}, stage steps {s.stage1}/{s.stage2}/"
              f"{s.stage3} (encoder-only {s.enc_only1}/{s.enc_only2}), batch {s.batch}, lr {s.lr}. Cells: mean ± seed "
              "sd [95% interval over problems and seeds].", "",
              "## English answer accuracy (LLM output)", "", *table(english, columns, "variant"), "",
              "## Answer accuracy in the question's language (decoder output; encoder-only has none)", "",
-             *table(in_language, columns, "variant"), "",
+             *table(in_language, columns, "variant"), "", *general,
              f"## Each row minus the reference ({REFERENCE}), paired", "",
              "| variant | answer | scope | difference [95%] | verdict |", "| --- | --- | --- | --- | --- |",
              *[f"| {d['variant']} | {d['task']} | {d['scope']} | {d['text']} | {d['verdict']} |" for d in diffs], "",
@@ -75,10 +83,14 @@ def write_ablation_report(plan: Plan, rows: dict[str, list[dict]]) -> dict:
     (results / "ablation.md").write_text("\n".join(lines) + "\n")
     bar_chart(english, columns, "Ablation: English answer accuracy (%)", results / "ablation_en.png")
     bar_chart(in_language, columns, "Ablation: answer accuracy in the question's language (%)", results / "ablation_x.png")
-    out = dict(seeds=list(plan.seeds), schedule=s.__dict__,
-               english={n: {l: e.to_dict() for l, e in r.items()} for n, r in english.items()},
-               question_language={n: {l: e.to_dict() for l, e in r.items()} for n, r in in_language.items()},
-               differences=diffs)
+    if summary:
+        bar_chart(summary, columns, "Ablation: summary ROUGE-L", results / "ablation_summary.png")
+    if translation:
+        bar_chart(translation, columns[1:], "Ablation: chrF++", results / "ablation_translation.png")
+    as_dict = lambda by: {n: {l: e.to_dict() for l, e in r.items()} for n, r in by.items()}  # noqa: E731
+    out = dict(seeds=list(plan.seeds), schedule=s.__dict__, english=as_dict(english),
+               question_language=as_dict(in_language), differences=diffs,
+               **({"summary": as_dict(summary), "translation": as_dict(translation)} if plan.general else {}))
     (results / "ablation.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     return out
 

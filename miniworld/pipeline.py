@@ -194,7 +194,8 @@ def write_run_info(results: Path, name: str, times: dict, workers: int | None) -
     # CPU seconds of this process and every job and training run it waited for: what the run costs on cores of
     # its own, however busy the machine was (wall time on a shared machine is only an upper bound)
     cpu = sum(u.ru_utime + u.ru_stime for u in usage)
-    if name in info and cpu < 0.1 * 60 * info[name].get("cpu_minutes", 0):
+    # an entry from before cpu_minutes was recorded: its wall minutes stand in (a bound from above of its CPU)
+    if name in info and cpu < 0.1 * 60 * info[name].get("cpu_minutes", info[name].get("total_minutes", 0)):
         return  # a re-run that reused the finished jobs: keep the times of the run that did the work
     info[name] = dict(seconds=times, total_minutes=round(sum(times.values()) / 60, 1), cpu_minutes=round(cpu / 60, 1),
                       machine=machine(), workers=workers or default_workers(), threads_per_job=THREADS_PER_JOB)

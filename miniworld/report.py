@@ -111,11 +111,11 @@ def claims(per_system: dict[str, list[dict]]) -> list[dict]:
 
 
 def claims_vs(rows: dict[str, list[dict]], reference: str) -> list[dict]:
-    """Each row minus the reference row (paired over problems): on the non-English average, the unseen and the
-    low-resource language, for both answers where both rows have them."""
+    """Each row minus the reference row (paired over items): on the non-English average, the unseen and the
+    low-resource language, for both answers and the summaries where both rows have them."""
     out = []
     scopes = [AVG, short_code(UNSEEN), short_code(LOW_RESOURCE)]
-    for task in ("answer-en", "answer-x"):
+    for task in ("answer-en", "answer-x", "summary"):
         ref = math_groups(rows[reference], task)
         for name, runs in rows.items():
             groups = math_groups(runs, task)
