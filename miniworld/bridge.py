@@ -60,16 +60,21 @@ class StageSchedule:
                        enc_only1=cut(self.enc_only1), enc_only2=cut(self.enc_only2))
 
 
-def common_flags(schedule: StageSchedule, steps: int, out: Path, train_file: Path, seed: int) -> list[str]:
+def trainer_flags(schedule: StageSchedule, steps: int, out: Path, train_file: Path, seed: int) -> list[str]:
+    """The Trainer's settings every training run here shares (the bridge stages and the SFT baseline)."""
     return ["--train_file", str(train_file), "--output_dir", str(out), "--max_steps", str(steps), "--seed", str(seed),
-            "--per_device_train_batch_size", str(schedule.batch), "--total_batch_size", str(schedule.batch),
-            "--learning_rate", str(schedule.lr), "--warmup_steps", str(schedule.warmup), "--lr_scheduler_type", "cosine",
-            "--base_dtype", "float32", "--bf16", "false", "--use_cpu", "true", "--save_strategy", "no",
-            "--logging_steps", str(max(1, steps // 10)), "--report_to", "none", "--dataloader_num_workers", "0",
-            *[arg for side in ("source", "answer", "target") for arg in (f"--max_{side}_tokens", str(schedule.max_tokens))],
-            "--prompt_template", BRIDGE_PROMPT, "--disable_tqdm", "true",
-            "--source_in_prompt", str(schedule.source_in_prompt).lower(),
+            "--per_device_train_batch_size", str(schedule.batch), "--learning_rate", str(schedule.lr),
+            "--warmup_steps", str(schedule.warmup), "--lr_scheduler_type", "cosine", "--bf16", "false",
+            "--use_cpu", "true", "--save_strategy", "no", "--logging_steps", str(max(1, steps // 10)),
+            "--report_to", "none", "--dataloader_num_workers", "0", "--disable_tqdm", "true",
             "--use_chat_template", str(schedule.chat_template).lower()]
+
+
+def common_flags(schedule: StageSchedule, steps: int, out: Path, train_file: Path, seed: int) -> list[str]:
+    return [*trainer_flags(schedule, steps, out, train_file, seed), "--total_batch_size", str(schedule.batch),
+            "--base_dtype", "float32",
+            *[arg for side in ("source", "answer", "target") for arg in (f"--max_{side}_tokens", str(schedule.max_tokens))],
+            "--prompt_template", BRIDGE_PROMPT, "--source_in_prompt", str(schedule.source_in_prompt).lower()]
 
 
 def loss_history(folder: Path) -> dict[str, list[float]]:
@@ -101,7 +106,7 @@ def train(out: str, module_args: list[str], flags: list[str], *_after) -> str:
 
 
 # Expected seconds per step at 1 thread (batch 32), for the progress bar's weights only.
-_COST = {"stage1": 0.7, "stage2": 0.35, "stage3": 0.3, "stage23": 0.8, "enc1": 0.4, "enc2": 0.35, "sft": 0.3}
+_COST = {"stage1": 0.7, "stage2": 0.35, "stage3": 0.3, "stage23": 0.8, "enc1": 0.4, "enc2": 0.35, "sft": 0.6}
 
 
 def xbridge_jobs(name: str, world: Path, nmt: str, llm: str, schedule: StageSchedule, root: Path, seed: int,
@@ -157,13 +162,9 @@ def sft_jobs(name: str, world: Path, llm: str, schedule: StageSchedule, root: Pa
     as stages 2-3 for as many steps as stage 2, prompted with the LLM's chat template and the records' instructions;
     math answers in English, summaries in the story's language (as XL-Sum's)."""
     out = root / "sft"
-    flags = ["--llm_name_or_path", llm, "--train_file", str(world / "task.jsonl"), "--output_dir", str(out),
-             "--max_steps", str(schedule.stage2), "--seed", str(seed), "--per_device_train_batch_size", str(schedule.batch),
-             "--gradient_accumulation_steps", "1", "--learning_rate", str(schedule.lr), "--warmup_steps",
-             str(schedule.warmup), "--lr_scheduler_type", "cosine", "--bf16", "false", "--use_cpu", "true",
-             "--save_strategy", "no", "--logging_steps", str(max(1, schedule.stage2 // 10)), "--report_to", "none",
-             "--dataloader_num_workers", "0", "--disable_tqdm", "true", "--use_chat_template", "true",
-             "--in_language_tasks", "summarize", "--max_length", str(4 * schedule.max_tokens),
+    flags = [*trainer_flags(replace(schedule, chat_template=True), schedule.stage2, out, world / "task.jsonl", seed),
+             "--llm_name_or_path", llm, "--gradient_accumulation_steps", "1", "--in_language_tasks", "summarize",
+             "--max_length", str(4 * schedule.max_tokens),  # the raw question in the LLM's own tokens
              "--gradient_checkpointing", "false"]  # TRL's default trades 1.6x the time for memory this needs not
     return [Job(name, train, (str(out), ["train", "sft", "--config", "train/configs/sft.yaml"], flags),
                 cost=schedule.stage2 * _COST["sft"] * schedule.batch / 32)]
