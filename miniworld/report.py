@@ -297,7 +297,8 @@ def write_bases_report(comparison: dict, results: Path, name: str = "bases") -> 
             lines.append(f"- {kind}: **identical bit for bit** to the shipped checkpoint on this machine")
         else:
             lines.append(f"- {kind}: differs from the shipped checkpoint (largest difference {result['max_abs_diff']:.3g} "
-                         f"in `{result.get('worst_tensor')}`): another CPU type or library version; compare the metrics")
+                         f"in `{result.get('worst_tensor')}`; inf: another shape): with the same data and code, another CPU "
+                         "type or library version; compare the metrics")
     stem = "base_models" if name == "bases" else "base_models_general"
     (results / f"{stem}.md").write_text("\n".join(lines) + "\n")
     (results / f"{stem}.json").write_text(json.dumps(comparison, indent=1, ensure_ascii=False) + "\n")
