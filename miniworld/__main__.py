@@ -79,13 +79,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--llm all writes every LLM's default folders: run one LLM at a time with --out/--results/"
                          "--bases-from")
         from .bases import LLM_FAMILIES  # noqa: PLC0415
+        from .pipeline import main_jobs_together  # noqa: PLC0415
         from .report import write_general_overview  # noqa: PLC0415
 
-        for llm in LLM_FAMILIES:
-            main(["general", "--llm", llm, *(["--fast"] if args.fast else []),
-                  *(["--seeds", *map(str, args.seeds)] if args.seeds else []),
-                  *(["--workers", str(args.workers)] if args.workers else [])])
         root = Path(f"results/miniworld{suffix}/general")
+        plans = [Plan.make(f"runs/miniworld-general{suffix}/{llm}", root / llm, args.fast,
+                           tuple(args.seeds) if args.seeds else None, general=True, llm=llm) for llm in LLM_FAMILIES]
+        main_jobs_together(plans, root, args.workers)
         write_general_overview(root, list(LLM_FAMILIES))
         print(f"see {root / 'README.md'}")
         return 0

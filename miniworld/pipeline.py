@@ -16,6 +16,7 @@ import os
 import platform
 import resource
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -152,36 +153,64 @@ def trained_system_jobs(plan: Plan, system: str, seed: int, root: Path, nmt: str
 
 
 # ------------------------------------------------------------------------------------------------ the main job
-def main_job(plan: Plan, workers: int | None = None) -> dict:
-    """XBridge and encoder-only with every seed of `plan`, the untrained baselines once, then the report."""
+def main_job_parts(plan: Plan) -> tuple[list[Job], Callable[[dict], dict]]:
+    """The main job's jobs (the world generated, the shipped bases verified), and what turns their results into
+    the report: XBridge and encoder-only with every seed of `plan`, the untrained baselines once (the general
+    world: and the SFT baseline, first in the list, as it is the longest single job)."""
     from .report import write_main_report  # noqa: PLC0415  (matplotlib only when a report is written)
 
-    clock = Stopwatch()
-    clock.run("generate", step_generate, plan)
-    clock.run("verify_shipped", shipped.verify)
+    step_generate(plan)
+    shipped.verify()
     nmt, llm = plan.base_folders()
     register_languages(plan.world_dir)  # scoring the summaries here needs the world's languages in eval's table
     langs, world, out = plan.eval_langs(), str(plan.world_dir), plan.out / "eval"
+    jobs = []
+    if plan.general:  # one seed: the LLM reads the raw question (2-5x the tokens of the bridge's mapped source)
+        jobs += trained_system_jobs(plan, "sft", plan.seeds[0], plan.out / "sft", nmt, llm)
     untrained = {"direct": dict(llm=llm), "translate-test": dict(nmt=nmt, llm=llm), "nmt": dict(nmt=nmt)}
-    jobs = [Job(f"{system}/eval", evaluate, (system, plan.benchmarks(system), world, str(out), langs, plan.limit, models,
-                                             plan.general), cost=10.0 * len(plan.benchmarks(system)) + 10.0 * (system != "direct"))
-            for system, models in untrained.items()]
+    jobs += [Job(f"{system}/eval", evaluate, (system, plan.benchmarks(system), world, str(out), langs, plan.limit, models,
+                                              plan.general), cost=10.0 * len(plan.benchmarks(system)) + 10.0 * (system != "direct"))
+             for system, models in untrained.items()]
     for seed in plan.seeds:
         jobs += trained_system_jobs(plan, "xbridge", seed, plan.out / "xbridge", nmt, llm)
         jobs += trained_system_jobs(plan, "xbridge-encoder-only", seed, plan.out / "encoder-only", nmt, llm)
-    if plan.general:  # one seed: the LLM reads the raw question (2-5x the tokens of the bridge's mapped source)
-        jobs += trained_system_jobs(plan, "sft", plan.seeds[0], plan.out / "sft", nmt, llm)
+
+    def report(results: dict) -> dict:
+        per_system = {system: [outcomes(results[f"{system}/s{seed}/eval"]) for seed in plan.seeds]
+                      for system in ("xbridge", "xbridge-encoder-only")}
+        if plan.general:
+            per_system["sft"] = [outcomes(results[f"sft/s{plan.seeds[0]}/eval"])]
+        per_system.update({system: [outcomes(results[f"{system}/eval"])] for system in ("direct", "translate-test", "nmt")})
+        losses = {f"xbridge/s{seed}/{stage}": json.loads((plan.out / "xbridge" / f"seed{seed}" / stage / "COMPLETED").read_text())["losses"]
+                  for seed in plan.seeds for stage in ("stage1", "stage2", "stage3")}
+        return write_main_report(plan, per_system, losses)
+
+    return jobs, report
+
+
+def main_job(plan: Plan, workers: int | None = None) -> dict:
+    """The main job of one plan: its jobs, then its report."""
+    clock = Stopwatch()
+    jobs, report = clock.run("prepare", main_job_parts, plan)
     results = clock.run("train_and_evaluate", run_jobs, jobs, workers, "main job")
-    per_system = {system: [outcomes(results[f"{system}/s{seed}/eval"]) for seed in plan.seeds]
-                  for system in ("xbridge", "xbridge-encoder-only")}
-    if plan.general:
-        per_system["sft"] = [outcomes(results[f"sft/s{plan.seeds[0]}/eval"])]
-    per_system.update({system: [outcomes(results[f"{system}/eval"])] for system in ("direct", "translate-test", "nmt")})
-    losses = {f"xbridge/s{seed}/{stage}": json.loads((plan.out / "xbridge" / f"seed{seed}" / stage / "COMPLETED").read_text())["losses"]
-              for seed in plan.seeds for stage in ("stage1", "stage2", "stage3")}
-    report = clock.run("report", write_main_report, plan, per_system, losses)
+    out = clock.run("report", report, results)
     write_run_info(plan.results, "main", clock.times, workers)
-    return report
+    return out
+
+
+def main_jobs_together(plans: list[Plan], results: Path, workers: int | None = None) -> dict:
+    """Several main jobs (`general --llm all`: one per LLM) as one pool of jobs, so no core idles while one LLM's
+    last job runs; each plan's report as its own main job writes it. Wall times go to `results/run_info.json`."""
+    clock = Stopwatch()
+    parts = {plan.llm: clock.run(f"prepare {plan.llm}", main_job_parts, plan) for plan in plans}
+    jobs = [replace(job, name=f"{key}:{job.name}", after=tuple(f"{key}:{dep}" for dep in job.after))
+            for key, (plan_jobs, _) in parts.items() for job in plan_jobs]
+    done = clock.run("train_and_evaluate", run_jobs, jobs, workers, "main jobs")
+    reports = {key: clock.run(f"report {key}", report, {name.removeprefix(f"{key}:"): value for name, value in done.items()
+                                                         if name.startswith(f"{key}:")})
+               for key, (_, report) in parts.items()}
+    write_run_info(results, "all", clock.times, workers)
+    return reports
 
 
 def write_run_info(results: Path, name: str, times: dict, workers: int | None) -> None:

@@ -307,10 +307,11 @@ def test_max_ops_bounds_every_problem(tmp_path):
 
 # The general world (issue 13) in its fast variant: the shipped general bases (`nmt-general`, `llm-llama`), math,
 # summaries and translation for every system. Measured over seeds 0-4 of `python -m miniworld general --fast --seeds
-# 0 1 2 3 4` (ANALYSIS.md, section 4): XBridge's x->en chrF++ on qab was 20.9, 23.8, 20.6, 16.1, 19.1 against
-# `direct`'s 5.6 (worst seed +10.5); the threshold leaves 5.5 points of room. Its math and summaries do NOT yet beat
-# `direct` on every seed (+4.7 and +1.5 on average: the recipe does not transfer in this world yet), so the test
-# does not claim they do.
+# 0 1 2 3 4` with the first general LLM (ANALYSIS.md, section 4): XBridge's x->en chrF++ on qab was 20.9, 23.8, 20.6,
+# 16.1, 19.1 against `direct`'s 5.6 (worst seed +10.5); the threshold leaves 5.5 points of room. With the shipped LLM
+# (retrained with repeated passages, section 5) seed 0 gave 15.5 against 1.5 (+14.0); the other seeds were not re-run.
+# Its math and summaries do NOT yet beat `direct` on every seed (+4.7 and +1.5 on average: the recipe does not
+# transfer in this world yet), so the test does not claim they do.
 GENERAL_FAST_X_EN_MARGIN = 5
 
 
@@ -336,7 +337,7 @@ def test_general_fast_job_covers_every_task_family(general_fast_run):
     assert set(results["translation"]) == {
         "direct x-en", "direct en-x", "xbridge-encoder-only x-en", "xbridge x-en", "xbridge en-x", "nmt x-en", "nmt en-x"}
     assert set(results["translation_bleu"]) == set(results["translation"])
-    assert all(set(row) == langs for row in results["translation"].values())
+    assert all(set(row) == langs | {avg} for row in results["translation"].values())  # avg: the pooled corpus
     trans, summary = results["translation"], results["summary"]
     # the shipped general NMT is the ceiling of the paper's Table 1; the cascade on top of it summarises as well in
     # every language as the LLM does in English (80.3 vs 5.9 for `direct`, deterministic: no training involved)
