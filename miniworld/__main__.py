@@ -28,6 +28,11 @@ from dataclasses import replace
 from pathlib import Path
 
 
+def general_folders(llm: str, suffix: str) -> tuple[str, str]:
+    """(run folder, results folder) of one LLM's general-world main job (its ablation trains inside the run folder)."""
+    return f"runs/miniworld-general{suffix}/{llm}", f"results/miniworld{suffix}/general/{llm}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m miniworld", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,17 +87,17 @@ def main(argv: list[str] | None = None) -> int:
         from .pipeline import main_jobs_together  # noqa: PLC0415
         from .report import write_general_overview  # noqa: PLC0415
 
-        root = Path(f"results/miniworld{suffix}/general")
-        plans = [Plan.make(f"runs/miniworld-general{suffix}/{llm}", root / llm, args.fast,
-                           tuple(args.seeds) if args.seeds else None, general=True, llm=llm) for llm in LLM_FAMILIES]
+        plans = [Plan.make(*general_folders(llm, suffix), args.fast, tuple(args.seeds) if args.seeds else None,
+                           general=True, llm=llm) for llm in LLM_FAMILIES]
+        root = plans[0].results.parent  # every LLM's results folder lies in the overview's
         main_jobs_together(plans, root, args.workers)
         write_general_overview(root, list(LLM_FAMILIES))
         print(f"see {root / 'README.md'}")
         return 0
     general = args.command == "general" or (args.command == "ablation" and args.general)
     if general:  # one folder and one results folder per LLM (its ablation trains in a subfolder of the same run)
-        out = args.out or f"runs/miniworld-general{suffix}/{args.llm}"
-        results = args.results or f"results/miniworld{suffix}/general/{args.llm}"
+        default_out, default_results = general_folders(args.llm, suffix)
+        out, results = args.out or default_out, args.results or default_results
     plan = Plan.make(out, results, args.fast, tuple(args.seeds) if args.seeds else None, general=general, llm=args.llm)
     if args.bases_from:
         folder = Path(args.bases_from) / "bases"

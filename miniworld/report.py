@@ -198,7 +198,8 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
                    for d in ("x-en", "en-x")}
     translation = {k: v for k, v in translation.items() if v}
     trans_columns = columns[1:] if plan.general else columns[1:-1]  # the first world's tables had no pooled column
-    bleu = {f"{s} {d}": translation_estimates(per_system[s], d, "BLEU", pooled=True) for s in order for d in ("x-en", "en-x")}
+    bleu = {f"{s} {d}": translation_estimates(per_system[s], d, "BLEU", pooled=plan.general) for s in order
+            for d in ("x-en", "en-x")}
     bleu = {k: v for k, v in bleu.items() if v} if plan.general else {}
     summary = {s: v for s in order if (v := math_estimates(per_system[s], "summary"))}
     checks = claims(per_system)
@@ -314,10 +315,7 @@ def write_general_overview(root: Path, llms: list[str]) -> dict:
     per_llm = {llm: json.loads((root / llm / "results.json").read_text()) for llm in llms}
 
     def cell(value: dict | None) -> str:
-        if not value:
-            return "-"
-        spread = f" ±{value['sd']:.1f}" if value["seeds"] > 1 and value["sd"] > 0 else ""
-        return f"{value['mean']:.1f}{spread} [{value['ci95'][0]:.1f}, {value['ci95'][1]:.1f}]"
+        return stats.Estimate.from_dict(value).fmt() if value else "-"
 
     def grouped(rows: list[str], get) -> list[str]:
         head = [f"{llm}: {label(scope)}" for llm in llms for scope in OVERVIEW_SCOPES]

@@ -34,6 +34,11 @@ class Estimate:
         return dict(mean=round(self.mean, 4), sd=round(self.sd, 4), ci95=[round(self.lo, 4), round(self.hi, 4)],
                     seeds=self.seeds)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Estimate:
+        """The inverse of `to_dict` (an estimate read back from a results.json)."""
+        return cls(d["mean"], d["sd"], d["ci95"][0], d["ci95"][1], d["seeds"])
+
 
 def _draws(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     return rng.integers(0, n, size=(N_BOOT, size))
