@@ -13,6 +13,9 @@
 - ablation: every ablation row with the same seeds over the shipped bases (results/miniworld/ablation.md);
   `--general --llm <family>`: in the general world, on math, summaries and translation (the paper's Figure 4;
   results/miniworld/general/<llm>/ablation.md).
+- sweep: the NMT-quality sweep in the general world on `--llm`: one more NMT trained on a share of some languages'
+  translation pairs (100/10/3/1%), translate-test and XBridge (every seed) over it, scores against the NMT's own
+  chrF++ (results/miniworld/general/<llm>/sweep/).
 - publish: ship this run's bases (`--what nmt llm`; the general ones: `--what nmt-general llm-llama llm-qwen2
   llm-gemma`) or seed-0 bridge (`--what bridge`) as the package's checkpoints.
 
@@ -36,7 +39,7 @@ def general_folders(llm: str, suffix: str) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m miniworld", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="all", choices=["all", "general", "bases", "ablation", "publish"])
+    parser.add_argument("command", nargs="?", default="all", choices=["all", "general", "bases", "ablation", "sweep", "publish"])
     parser.add_argument("--fast", action="store_true", help="the CI variant: fewer steps, languages and problems")
     parser.add_argument("--out", default=None, help="work folder (default runs/miniworld[-fast]; bases: runs/miniworld-bases)")
     parser.add_argument("--results", default=None, help="where tables/plots go (default results/miniworld[-fast])")
@@ -59,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--workers {args.workers}: give 1 or more")
     if args.bases_from and args.command != "general":
         parser.error(f"--bases-from {args.bases_from}: only the `general` command takes its bases from a run folder")
+    if args.command == "sweep" and args.fast:
+        parser.error("sweep --fast: the sweep trains a full-size NMT; it has no CI variant (its report is unit-tested)")
     if args.llm == "all" and args.command != "general":
         parser.error(f"--llm all: only the `general` command runs every LLM (`{args.command}` takes one)")
 
@@ -94,9 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         write_general_overview(root, list(LLM_FAMILIES))
         print(f"see {root / 'README.md'}")
         return 0
-    general = args.command == "general" or (args.command == "ablation" and args.general)
+    general = args.command in ("general", "sweep") or (args.command == "ablation" and args.general)
     if general:  # one folder and one results folder per LLM (its ablation trains in a subfolder of the same run)
         default_out, default_results = general_folders(args.llm, suffix)
+        if args.command == "sweep":  # beside the LLM's main job, whose results give every language's 100% point
+            main_results = Path(default_results)
+            default_out, default_results = f"{default_out}/sweep", f"{default_results}/sweep"
         out, results = args.out or default_out, args.results or default_results
     plan = Plan.make(out, results, args.fast, tuple(args.seeds) if args.seeds else None, general=general, llm=args.llm)
     if args.bases_from:
@@ -127,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
 
         run_ablation(plan, workers=args.workers)
         print(f"see {plan.results / 'ablation.md'}")
+    elif args.command == "sweep":
+        from .sweep import run_sweep  # noqa: PLC0415
+
+        run_sweep(plan, main_results, workers=args.workers)
+        print(f"see {plan.results / 'README.md'}")
     else:
         main_job(plan, workers=args.workers)
         print(f"see {plan.results / 'README.md'}")

@@ -1,0 +1,148 @@
+"""`python -m miniworld sweep --llm llama`: translate-test and XBridge as the NMT gets worse (issue 13).
+
+Real NLLB-200 is far from this world's NMT (chrF 95-100 on every language) on its low-resource languages. The sweep
+trains one more translation model, `nmt-sweep`: exactly nmt-general's recipe, with only a share of some languages'
+translation pairs (bases.NMT_SWEEP_LEVELS: 100/10/3/1%). Everything else is the general main job's: the world, the
+LLM, the XBridge recipe and its stage data, the seeds. Each language is one point: the NMT's own x->en chrF++
+against the task scores of translate-test (which translates with that NMT) and XBridge (whose encoder and decoder
+are that NMT's). The main job over nmt-general gives every language's 100% point; its results are read back from
+`results/miniworld/general/<llm>/results.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from . import stats
+from .bases import NMT_SWEEP_LEVELS, BaseConfig, pretrain
+from .jobs import Job, Stopwatch, run_jobs
+from .pipeline import STEP_COST, Plan, evaluate, outcomes, step_generate, trained_system_jobs, write_run_info
+from .report import AVG, label, math_estimates, math_groups, translation_estimates
+from .world import LOW_RESOURCE, short_code
+
+SYSTEMS = ("translate-test", "xbridge")
+NMT_SWEEP_LEVELS_SHORT = {short_code(code) for code in NMT_SWEEP_LEVELS}
+TASKS = {"answer-en": "math, English answer (accuracy %)", "summary": "summary in the story's language (ROUGE-L)"}
+
+
+def evaluate_after_nmt(system: str, benchmarks: tuple[str, ...], world: str, out: str, langs: list[str],
+                       limit: int | None, models: dict, instructed: bool, _nmt: str) -> dict:
+    """An untrained system's evaluation, as a job that waits for the sweep's NMT (whose folder it is handed)."""
+    return evaluate(system, benchmarks, world, out, langs, limit, models, instructed)
+
+
+def sweep_jobs(plan: Plan) -> list[Job]:
+    """The sweep NMT, then the NMT and translate-test evaluated over it and XBridge trained on it (every seed)."""
+    step_generate(plan)
+    nmt, (_, llm) = str(plan.out / "nmt-sweep"), plan.base_folders()
+    world, langs = str(plan.world_dir), plan.eval_langs()
+    jobs = [Job("nmt-sweep", pretrain, ("nmt-sweep", world, nmt, BaseConfig.general()),
+                cost=BaseConfig.general().nmt_steps * STEP_COST["nmt-general"])]
+    for system, models in {"nmt": dict(nmt=nmt), "translate-test": dict(nmt=nmt, llm=llm)}.items():
+        jobs.append(Job(f"{system}/eval", evaluate_after_nmt, (system, plan.benchmarks(system), world,
+                                                               str(plan.out / "eval"), langs, plan.limit, models, True),
+                        after=("nmt-sweep",), cost=40.0))
+    for seed in plan.seeds:
+        first, *rest = trained_system_jobs(plan, "xbridge", seed, plan.out / "xbridge", nmt, llm, translation=False)
+        jobs += [replace(first, after=("nmt-sweep",)), *rest]
+    return jobs
+
+
+def run_sweep(plan: Plan, main_results: Path, workers: int | None = None) -> dict:
+    clock = Stopwatch()
+    jobs = clock.run("prepare", sweep_jobs, plan)
+    done = clock.run("train_and_evaluate", run_jobs, jobs, workers, "nmt sweep")
+    per_system = {"nmt": [outcomes(done["nmt/eval"])], "translate-test": [outcomes(done["translate-test/eval"])],
+                  "xbridge": [outcomes(done[f"xbridge/s{seed}/eval"]) for seed in plan.seeds]}
+    report = clock.run("report", write_sweep_report, plan, per_system, json.loads((main_results / "results.json").read_text()))
+    write_run_info(plan.results, "sweep", clock.times, workers)
+    return report
+
+
+def _from_main(main: dict, system: str, task: str) -> dict[str, stats.Estimate]:
+    section = main["summary"] if task == "summary" else main["math"][task]
+    return {lang: stats.Estimate.from_dict(d) for lang, d in section.get(system, {}).items()}
+
+
+def write_sweep_report(plan: Plan, per_system: dict[str, list[dict]], main: dict) -> dict:
+    """README.md (one row per language and data level), sweep.json and sweep.png (scores against the NMT's chrF++)."""
+    results = plan.results
+    results.mkdir(parents=True, exist_ok=True)
+    # every language's share of the translation pairs in the sweep's NMT (the low-resource one has its usual share)
+    levels = {short_code(LOW_RESOURCE): plan.world.low_resource_fraction,
+              **{short_code(code): level for code, level in NMT_SWEEP_LEVELS.items()}}
+    langs = [lang for lang in translation_estimates(per_system["nmt"], "x-en") if lang != AVG]
+    points = []  # one per (language, NMT): the sweep's, and the main job's (nmt-general: every language at 100%)
+    for lang in langs:
+        for source in ("sweep", "main"):
+            if source == "main" and lang not in NMT_SWEEP_LEVELS_SHORT:
+                continue  # the sweep's NMT has all of its usual pairs: the main job's point repeats it
+            if source == "sweep":
+                chrf = {d: translation_estimates(per_system["nmt"], d)[lang] for d in ("x-en", "en-x")}
+                scores = {(s, t): math_estimates(per_system[s], t).get(lang) for s in SYSTEMS for t in TASKS}
+            else:
+                chrf = {d: stats.Estimate.from_dict(main["translation"][f"nmt {d}"][lang]) for d in ("x-en", "en-x")}
+                scores = {(s, t): _from_main(main, s, t).get(lang) for s in SYSTEMS for t in TASKS}
+            points.append(dict(lang=lang, nmt="nmt-sweep" if source == "sweep" else "nmt-general",
+                               level=levels.get(lang, 1.0) if source == "sweep" else 1.0, chrf=chrf, scores=scores))
+    # XBridge minus translate-test over the sweep's NMT, paired over problems / stories (the claim per level)
+    diffs = {}
+    for task in TASKS:
+        xb, tt = math_groups(per_system["xbridge"], task), math_groups(per_system["translate-test"], task)
+        for lang in langs:
+            if lang in xb and lang in tt:
+                diffs[(lang, task)] = stats.difference([xb[lang]], [tt[lang]])
+    seeds = ", ".join(map(str, plan.seeds))
+    header = ("| language | NMT | its pairs | NMT chrF++ x->en | NMT chrF++ en->x | "
+              + " | ".join(f"{s}: {TASKS[t].split(' (')[0]}" for t in TASKS for s in SYSTEMS) + " |")
+    lines = [f"# The NMT-quality sweep: translate-test and XBridge as the NMT gets worse (LLM `{plan.llm}`)", "",
+             "`python -m miniworld sweep --llm " + plan.llm + "`. One more NMT (`nmt-sweep`) trained exactly like "
+             "nmt-general but on a share of some languages' translation pairs; the LLM, XBridge's recipe and stage "
+             f"data, and the seeds ({seeds}) are the main job's. Rows `nmt-general` are the main job's (every "
+             "language's pairs, results/miniworld/general/" + plan.llm + "/). Cells: mean ± seed sd [95% interval]; "
+             "translate-test is untrained (one run: its interval is over the test items).", "",
+             header, "| --- " * (5 + len(TASKS) * len(SYSTEMS)) + "|"]
+    for p in points:
+        cells = [label(p["lang"]), p["nmt"], f"{100 * p['level']:g}%", p["chrf"]["x-en"].fmt(), p["chrf"]["en-x"].fmt()]
+        cells += [p["scores"][(s, t)].fmt() if p["scores"][(s, t)] else "-" for t in TASKS for s in SYSTEMS]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## XBridge minus translate-test over the sweep's NMT (paired over the same test items)", "",
+              "| language | its pairs | task | difference [95%] | verdict |", "| --- | --- | --- | --- | --- |"]
+    for (lang, task), d in diffs.items():
+        lines.append(f"| {label(lang)} | {100 * levels.get(lang, 1.0):g}% | {TASKS[task]} | {d.fmt()} | {stats.verdict(d)} |")
+    lines += ["", "![scores against the NMT's chrF++](sweep.png)", ""]
+    (results / "README.md").write_text("\n".join(lines) + "\n")
+    sweep_plot(points, results / "sweep.png", plan.llm)
+    out = dict(seeds=list(plan.seeds), levels=NMT_SWEEP_LEVELS, llm=plan.llm,
+               points=[dict(lang=p["lang"], nmt=p["nmt"], level=p["level"], chrf={d: e.to_dict() for d, e in p["chrf"].items()},
+                            scores={f"{s} {t}": e.to_dict() for (s, t), e in p["scores"].items() if e}) for p in points],
+               differences={f"{lang} {task}": d.to_dict() for (lang, task), d in diffs.items()})
+    (results / "sweep.json").write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def sweep_plot(points: list[dict], path: Path, llm: str) -> None:
+    from .report import plt  # noqa: PLC0415  (matplotlib, configured for files)
+
+    fig, axes = plt.subplots(1, len(TASKS), figsize=(5 * len(TASKS), 3.8), squeeze=False)
+    styles = {"translate-test": dict(marker="s", color="tab:orange"), "xbridge": dict(marker="o", color="tab:blue")}
+    for ax, task in zip(axes[0], TASKS):
+        for system in SYSTEMS:
+            shown = [p for p in points if p["scores"][(system, task)]]
+            xs = [p["chrf"]["x-en"].mean for p in shown]
+            est = [p["scores"][(system, task)] for p in shown]
+            ax.errorbar(xs, [e.mean for e in est], yerr=[[e.mean - e.lo for e in est], [e.hi - e.mean for e in est]],
+                        linestyle="none", capsize=2, label=system, **styles[system])
+            for p, x, e in zip(shown, xs, est):
+                ax.annotate(f"{p['lang']} {100 * p['level']:g}%", (x, e.mean), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+        ax.set_xlabel("the NMT's own chrF++, x->en (held-out sentences)")
+        ax.set_title(TASKS[task], fontsize=9)
+        ax.set_ylim(0, 100)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"NMT-quality sweep (LLM {llm}; bars: 95% interval)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
