@@ -72,19 +72,46 @@ def _item_order(record: dict) -> int:
     return int(record["id"].rsplit(":", 1)[1])
 
 
+# Unicode name prefix of the letters of each script the world writes in (the error analysis's script check)
+SCRIPT_LETTERS = {"Cyrl": "CYRILLIC", "Thai": "THAI", "Deva": "DEVANAGARI", "Grek": "GREEK", "Armn": "ARMENIAN"}
+
+
+def in_script(text: str, script: str) -> bool:
+    """Whether most letters of `text` (>= 90%) are of `script` (a written-in-the-wrong-language check)."""
+    import unicodedata  # noqa: PLC0415
+
+    letters = [ch for ch in text if ch.isalpha()]
+    ours = sum(unicodedata.name(ch, "").startswith(SCRIPT_LETTERS[script]) for ch in letters)
+    return bool(letters) and ours >= 0.9 * len(letters)
+
+
 def math_outcomes(run_dir: str | Path) -> dict[str, dict[str, list[float]]]:
     """{"answer-en" | "answer-x": {lang short code: [1.0/0.0 per problem, in problem order]}}: eval's own answer
-    matching (`eval.metrics.answers_match`), item by item."""
-    from eval.metrics import answers_match  # noqa: PLC0415
+    matching (`eval.metrics.answers_match`), item by item. Where both answers exist, the error analysis of the
+    answer in the question's language, item by item too: "x-agrees" (its number is the English answer's: the way
+    back kept what the LLM wrote), "x-no-number" (it states no number at all), "x-in-script" (written in the
+    language's script; not for Latin-script languages, which English shares)."""
+    from eval.metrics import answers_match, extract_answer  # noqa: PLC0415
 
     out: dict[str, dict[str, list]] = {}
+
+    def add(task: str, lang: str, value: bool) -> None:
+        out.setdefault(task, {}).setdefault(short_code(lang), []).append(float(value))
+
     for record in sorted(_records(run_dir), key=lambda r: (r["src_lang"], _item_order(r))):
-        for task, lang in (("answer-en", ENGLISH), ("answer-x", record["tgt_lang"])):
-            prediction = record["predictions"].get(lang)
-            if prediction is None or (task == "answer-x" and lang == ENGLISH):
-                continue
-            out.setdefault(task, {}).setdefault(short_code(record["src_lang"]), []).append(
-                float(answers_match(prediction, record["reference"])))
+        english, tgt = record["predictions"].get(ENGLISH), record["tgt_lang"]
+        theirs = record["predictions"].get(tgt) if tgt != ENGLISH else None
+        if english is not None:
+            add("answer-en", record["src_lang"], answers_match(english, record["reference"]))
+        if theirs is None:
+            continue
+        add("answer-x", record["src_lang"], answers_match(theirs, record["reference"]))
+        if english is not None:
+            number = extract_answer(theirs)
+            add("x-agrees", record["src_lang"], number is not None and number == extract_answer(english))
+            add("x-no-number", record["src_lang"], number is None)
+            if tgt.split("_")[1] in SCRIPT_LETTERS:
+                add("x-in-script", record["src_lang"], in_script(theirs, tgt.split("_")[1]))
     return out
 
 

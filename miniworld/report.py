@@ -23,6 +23,9 @@ from .world import ENGLISH, LOW_RESOURCE, UNSEEN, short_code  # noqa: E402
 EN = short_code(ENGLISH)
 SYSTEM_ORDER = ["direct", "translate-test", "sft", "xbridge-encoder-only", "xbridge", "nmt"]
 AVG = "avg (non-en)"
+# evaluate.math_outcomes' error analysis of the answer in the question's language: task -> what the table calls it
+ERROR_ANALYSIS = {"x-agrees": "states its English answer's number", "x-no-number": "states no number",
+                  "x-in-script": "written in the language's script"}
 
 
 def label(lang: str) -> str:
@@ -202,6 +205,9 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
             for d in ("x-en", "en-x")}
     bleu = {k: v for k, v in bleu.items() if v} if plan.general else {}
     summary = {s: v for s in order if (v := math_estimates(per_system[s], "summary"))}
+    # why the answers in the question's language trail the English ones (issue 13), for the systems with both
+    errors = {f"{s}: {what}": v for s in order for task, what in ERROR_ANALYSIS.items()
+              if (v := math_estimates(per_system[s], task))} if plan.general else {}
     checks = claims(per_system)
     kinds = ("nmt-general", f"llm-{plan.llm}") if plan.general else ("nmt", "llm")
     base = {"llm": shipped.metrics(kinds[1]), "nmt": shipped.metrics(kinds[0])} if not plan.bases else {}
@@ -222,6 +228,12 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
         "## Math: accuracy of the English answer (LLM output)", "", *table(math["answer-en"], columns), "",
         "## Math: accuracy of the answer in the question's language (decoder output)", "",
         *table(math.get("answer-x", {}), columns), "",
+        *(["## Math: why the answers in the question's language trail the English ones", "",
+           "Each system's two answers to the same problem, compared item by item (% of problems): does the answer "
+           "in the question's language state the number its English answer ended with (the way back kept what the "
+           "LLM wrote), no number at all, and is it written in the language's script (not checked for the "
+           "Latin-script languages, which English shares).", "", *table(errors, columns[1:], "system: measure"), ""]
+          if errors else []),
         *(["## Summaries: ROUGE-L of the summary in the story's language", "", *table(summary, columns), ""]
           if summary else []),
         "## Translation: chrF++ on held-out sentences" + (" (avg: every non-English sentence as one corpus)"
@@ -262,6 +274,8 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
                   if summary else {}),
                **({"translation_bleu": {k: {lang: e.to_dict() for lang, e in rows.items()} for k, rows in bleu.items()}}
                   if bleu else {}),
+               **({"answer_x_errors": {k: {lang: e.to_dict() for lang, e in rows.items()} for k, rows in errors.items()}}
+                  if errors else {}),
                claims=checks, losses=losses, bases={kind: {k: v for k, v in m.items() if k != "losses"} for kind, m in base.items()})
     (results / "results.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     return out

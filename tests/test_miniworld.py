@@ -344,5 +344,11 @@ def test_general_fast_job_covers_every_task_family(general_fast_run):
     assert min(trans[f"nmt {d}"][lang]["mean"] for d in ("x-en", "en-x") for lang in langs) >= 80
     assert summary["translate-test"][avg]["mean"] >= summary["direct"][avg]["mean"] + 50
     assert trans["xbridge x-en"]["qab"]["mean"] >= trans["direct x-en"]["qab"]["mean"] + GENERAL_FAST_X_EN_MARGIN
+    # the error analysis of the in-language answers; the cascade's way back is the NMT, which writes the language's
+    # script (deterministic: no training involved)
+    errors = results["answer_x_errors"]
+    assert {f"{s}: {m}" for s in ("translate-test", "xbridge") for m in
+            ("states its English answer's number", "states no number", "written in the language's script")} <= set(errors)
+    assert errors["translate-test: written in the language's script"]["qab"]["mean"] >= 90
     for name in ("README.md", "summaries.png", "translation.png"):
         assert (out / "results" / name).exists(), name

@@ -1,5 +1,6 @@
 """The mini-world's intervals (bootstrap over items and seeds) and its job runner."""
 
+import dataclasses
 import random
 
 import numpy as np
@@ -80,6 +81,70 @@ def test_translation_and_summary_outcomes_give_the_harness_scores(tmp_path):
         assert scorer(per_sentence.sum(axis=0)) == pytest.approx(expected(hyps, refs)[0])
     per_story = summary_outcomes(run)["summary"]["en"]
     assert np.mean(per_story) * 100 == pytest.approx(metrics.rouge_l(hyps, refs, "eng_Latn"))
+
+
+def test_error_analysis_of_the_answer_in_the_questions_language(tmp_path):
+    """Item by item: the in-language answer states its English answer's number (or another, or none), and is
+    written in the language's script or not; a Latin-script language gets no script verdict."""
+    import json
+
+    from miniworld.evaluate import math_outcomes
+
+    cases = [  # (language, English answer, answer in the question's language, reference)
+        ("qab_Cyrl", "3 + 4 = 7. The answer is 7.", "гяса 3 + 4 = 7. ся 7.", "7"),  # right, agrees, Cyrillic
+        ("qab_Cyrl", "3 + 4 = 8. The answer is 8.", "гяса 3 + 4 = 8. ся 8.", "7"),  # wrong, but agrees
+        ("qab_Cyrl", "3 + 4 = 7. The answer is 7.", "гяса 3 + 4 = 7. ся 5.", "7"),  # another number
+        ("qab_Cyrl", "3 + 4 = 7. The answer is 7.", "the answer is seven", "7"),  # no number, Latin letters
+        ("qaa_Latn", "The answer is 2.", "volol 2.", "2"),
+    ]
+    run = tmp_path / "mgsm"
+    run.mkdir()
+    rows = [dict(id=f"{lang}:{i}", src_lang=lang, tgt_lang=lang, reference=ref,
+                 predictions={"eng_Latn": en, lang: x}) for i, (lang, en, x, ref) in enumerate(cases)]
+    (run / "predictions.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    out = math_outcomes(run)
+    assert out["answer-en"]["qab"] == [1.0, 0.0, 1.0, 1.0] and out["answer-x"]["qab"] == [1.0, 0.0, 0.0, 0.0]
+    assert out["x-agrees"]["qab"] == [1.0, 1.0, 0.0, 0.0] and out["x-no-number"]["qab"] == [0.0, 0.0, 0.0, 1.0]
+    assert out["x-in-script"]["qab"] == [1.0, 1.0, 1.0, 0.0]
+    assert out["x-agrees"]["qaa"] == [1.0] and "qaa" not in out["x-in-script"]
+
+
+def test_nmt_sweep_keeps_both_directions_of_a_pair_and_about_its_share():
+    """The sweep NMT's data: each language keeps about its level's share of pairs, chosen by hash (the same pairs in
+    every run), both directions of a pair together; languages without a level keep all."""
+    from miniworld.bases import keeps_pair
+
+    levels = {"qab_Cyrl": 0.1, "qad_Deva": 0.01}
+    sentences = [f"Tom buys {i} apples at the market." for i in range(20000)]
+    for lang, level in (("qab_Cyrl", 0.1), ("qad_Deva", 0.01), ("qaa_Latn", 1.0)):
+        kept = [keeps_pair(dict(src_text=f"x {en}", src_lang=lang, tgt_text=en, tgt_lang="eng_Latn"), levels)
+                for en in sentences]
+        back = [keeps_pair(dict(src_text=en, src_lang="eng_Latn", tgt_text=f"x {en}", tgt_lang=lang), levels)
+                for en in sentences]
+        assert kept == back
+        assert abs(sum(kept) / len(sentences) - level) < 0.2 * level + 0.002
+    # the levels pick independent sentences per language (a hash of language and sentence)
+    qab = {en for en in sentences if keeps_pair(dict(src_text="", src_lang="qab_Cyrl", tgt_text=en, tgt_lang="eng_Latn"), levels)}
+    qad = {en for en in sentences if keeps_pair(dict(src_text="", src_lang="qad_Deva", tgt_text=en, tgt_lang="eng_Latn"), levels)}
+    assert not qad <= qab
+
+
+def test_nmt_sweep_jobs_wait_for_the_sweep_nmt(tmp_path):
+    """Every system of the sweep is evaluated over (or trained on) the sweep's own NMT, never the shipped one."""
+    from miniworld.pipeline import Plan
+    from miniworld.sweep import sweep_jobs
+    from miniworld.world import WorldConfig
+
+    plan = Plan.make(tmp_path / "run", tmp_path / "results", general=True, llm="llama")
+    plan = dataclasses.replace(plan, world=WorldConfig.fast())
+    jobs = {job.name: job for job in sweep_jobs(plan)}
+    nmt = str(plan.out / "nmt-sweep")
+    assert jobs["nmt-sweep"].args[:3] == ("nmt-sweep", str(plan.world_dir), nmt)
+    for name in ("nmt/eval", "translate-test/eval", *(f"xbridge/s{seed}/stage1" for seed in plan.seeds)):
+        assert jobs[name].after == ("nmt-sweep",), name
+    stage1 = jobs["xbridge/s0/stage1"].args[2]
+    assert stage1[stage1.index("--nmt_name_or_path") + 1] == nmt
+    assert jobs["translate-test/eval"].args[6]["nmt"] == nmt
 
 
 def _square(x):
