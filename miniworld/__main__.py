@@ -1,4 +1,4 @@
-"""`python -m miniworld [all|general|bases|ablation|publish] [--fast] [--seeds 0 1 2] [--workers N]`
+"""`python -m miniworld [all|general|bases|ablation|sweep|paper|publish] [--fast] [--seeds 0 1 2] [--workers N]`
 
 - all (default), the main job: from the shipped bases (as a user starts from NLLB-200 and an LLM), the three
   XBridge stages and the encoder-only baseline with every seed, every system evaluated through eval/, results
@@ -16,6 +16,8 @@
 - sweep: the NMT-quality sweep in the general world on `--llm`: one more NMT trained on a share of some languages'
   translation pairs (100/10/3/1%), translate-test and XBridge (every seed) over it, scores against the NMT's own
   chrF++ (results/miniworld/general/<llm>/sweep/).
+- paper: the whole report of the general world in one pool of jobs: `general --llm all`, the ablation (Figure 4)
+  and the sweep on the first LLM (llama), then the overview.
 - publish: ship this run's bases (`--what nmt llm`; the general ones: `--what nmt-general llm-llama llm-qwen2
   llm-gemma`) or seed-0 bridge (`--what bridge`) as the package's checkpoints.
 
@@ -39,7 +41,7 @@ def general_folders(llm: str, suffix: str) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m miniworld", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="all", choices=["all", "general", "bases", "ablation", "sweep", "publish"])
+    parser.add_argument("command", nargs="?", default="all", choices=["all", "general", "bases", "ablation", "sweep", "paper", "publish"])
     parser.add_argument("--fast", action="store_true", help="the CI variant: fewer steps, languages and problems")
     parser.add_argument("--out", default=None, help="work folder (default runs/miniworld[-fast]; bases: runs/miniworld-bases)")
     parser.add_argument("--results", default=None, help="where tables/plots go (default results/miniworld[-fast])")
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--bases-from {args.bases_from}: only the `general` command takes its bases from a run folder")
     if args.command == "sweep" and args.fast:
         parser.error("sweep --fast: the sweep trains a full-size NMT; it has no CI variant (its report is unit-tested)")
-    if args.llm == "all" and args.command != "general":
+    if args.llm == "all" and args.command not in ("general", "paper"):
         parser.error(f"--llm all: only the `general` command runs every LLM (`{args.command}` takes one)")
 
     import torch  # noqa: PLC0415
@@ -84,32 +86,42 @@ def main(argv: list[str] | None = None) -> int:
     if shipping_bases and any(kind not in ("nmt", "llm") for kind in args.what):
         out = args.out or f"runs/miniworld-bases{suffix}-general"  # where `bases --general` trained them
     results = args.results or ("results/miniworld-bases-fast" if bases_run and args.fast else f"results/miniworld{suffix}")
-    if args.command == "general" and args.llm == "all":
+    if args.command == "paper" or (args.command == "general" and args.llm == "all"):
         if args.out or args.results or args.bases_from:
-            parser.error("--llm all writes every LLM's default folders: run one LLM at a time with --out/--results/"
-                         "--bases-from")
+            parser.error(f"`{args.command}{' --llm all' if args.command == 'general' else ''}` writes every LLM's "
+                         "default folders: run one LLM at a time with --out/--results/--bases-from")
         from .bases import LLM_FAMILIES  # noqa: PLC0415
-        from .pipeline import main_jobs_together  # noqa: PLC0415
+        from .pipeline import main_job_parts, run_parts  # noqa: PLC0415
         from .report import write_general_overview  # noqa: PLC0415
 
-        plans = [Plan.make(*general_folders(llm, suffix), args.fast, tuple(args.seeds) if args.seeds else None,
-                           general=True, llm=llm) for llm in LLM_FAMILIES]
-        root = plans[0].results.parent  # every LLM's results folder lies in the overview's
-        main_jobs_together(plans, root, args.workers)
+        plans = {llm: Plan.make(*general_folders(llm, suffix), args.fast, tuple(args.seeds) if args.seeds else None,
+                                general=True, llm=llm) for llm in LLM_FAMILIES}
+        parts = {llm: (lambda plan=plan: main_job_parts(plan)) for llm, plan in plans.items()}
+        if args.command == "paper":  # Figure 4 and the NMT sweep on the first LLM, after its main report (the sweep reads it)
+            from .ablation import ablation_parts  # noqa: PLC0415
+            from .sweep import sweep_parts, sweep_plan  # noqa: PLC0415
+
+            first = plans[next(iter(LLM_FAMILIES))]
+            parts["ablation"] = lambda: ablation_parts(first)
+            parts["sweep"] = lambda: sweep_parts(sweep_plan(first), first.results)
+        root = next(iter(plans.values())).results.parent  # every LLM's results folder lies in the overview's
+        run_parts(parts, root, "all" if args.command == "general" else "paper", args.workers)
         write_general_overview(root, list(LLM_FAMILIES))
         print(f"see {root / 'README.md'}")
         return 0
     general = args.command in ("general", "sweep") or (args.command == "ablation" and args.general)
     if general:  # one folder and one results folder per LLM (its ablation trains in a subfolder of the same run)
         default_out, default_results = general_folders(args.llm, suffix)
-        if args.command == "sweep":  # beside the LLM's main job, whose results give every language's 100% point
-            main_results = Path(default_results)
-            default_out, default_results = f"{default_out}/sweep", f"{default_results}/sweep"
         out, results = args.out or default_out, args.results or default_results
     plan = Plan.make(out, results, args.fast, tuple(args.seeds) if args.seeds else None, general=general, llm=args.llm)
     if args.bases_from:
         folder = Path(args.bases_from) / "bases"
         plan = replace(plan, bases=(str(folder / "nmt-general"), str(folder / f"llm-{args.llm}")))
+    if args.command == "sweep":  # beside the LLM's main job, whose results give every language's 100% point
+        from .sweep import sweep_plan  # noqa: PLC0415
+
+        main_results = plan.results
+        plan = replace(sweep_plan(plan), **{k: Path(v) for k, v in (("out", args.out), ("results", args.results)) if v})
     if args.command == "bases":
         from .bases import FIRST_BASES, GENERAL_BASES, BaseConfig  # noqa: PLC0415
         from .world import WorldConfig  # noqa: PLC0415

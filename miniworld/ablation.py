@@ -7,10 +7,10 @@ paired interval (stats.py). Rows are scored on the math problems (both answers);
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 
-from .jobs import run_jobs
-from .pipeline import Plan, outcomes, step_generate, trained_system_jobs, write_run_info
+from .pipeline import Plan, outcomes, run_parts, step_generate, trained_system_jobs
 from .report import AVG, claims_vs, math_estimates, math_groups, table, translation_estimates
 
 REFERENCE = "xbridge (relaxed OT)"
@@ -31,12 +31,10 @@ def folder_name(name: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
 
 
-def run_ablation(plan: Plan, workers: int | None = None) -> dict:
-    from .jobs import Stopwatch  # noqa: PLC0415
-
-    clock = Stopwatch()
+def ablation_parts(plan: Plan) -> tuple[list, Callable[[dict], dict]]:
+    """Every ablation row's jobs (each seed), and what turns their results into the ablation report."""
     plan = replace(plan, schedule=plan.schedule.scaled(SCHEDULE_FRACTION))
-    clock.run("generate", step_generate, plan)
+    step_generate(plan)
     nmt, llm = plan.base_folders()
     jobs = []
     for name, (_, recipe) in ABLATIONS.items():
@@ -44,11 +42,16 @@ def run_ablation(plan: Plan, workers: int | None = None) -> dict:
         for seed in plan.seeds:
             jobs += trained_system_jobs(plan, system, seed, plan.out / "ablation" / folder_name(name), nmt, llm,
                                         tag=name, translation=plan.general, **(recipe or {}))
-    done = clock.run("train_and_evaluate", run_jobs, jobs, workers, "ablation")
-    rows = {name: [outcomes(done[f"{name}/s{seed}/eval"]) for seed in plan.seeds] for name in ABLATIONS}
-    report = write_ablation_report(plan, rows)
-    write_run_info(plan.results, "ablation", clock.times, workers)
-    return report
+
+    def report(done: dict) -> dict:
+        rows = {name: [outcomes(done[f"{name}/s{seed}/eval"]) for seed in plan.seeds] for name in ABLATIONS}
+        return write_ablation_report(plan, rows)
+
+    return jobs, report
+
+
+def run_ablation(plan: Plan, workers: int | None = None) -> dict:
+    return run_parts({"ablation": lambda: ablation_parts(plan)}, plan.results, "ablation", workers)["ablation"]
 
 
 def write_ablation_report(plan: Plan, rows: dict[str, list[dict]]) -> dict:

@@ -190,26 +190,26 @@ def main_job_parts(plan: Plan) -> tuple[list[Job], Callable[[dict], dict]]:
 
 def main_job(plan: Plan, workers: int | None = None) -> dict:
     """The main job of one plan: its jobs, then its report."""
-    clock = Stopwatch()
-    jobs, report = clock.run("prepare", main_job_parts, plan)
-    results = clock.run("train_and_evaluate", run_jobs, jobs, workers, "main job")
-    out = clock.run("report", report, results)
-    write_run_info(plan.results, "main", clock.times, workers)
-    return out
+    return run_parts({"main": lambda: main_job_parts(plan)}, plan.results, "main", workers)["main"]
 
 
-def main_jobs_together(plans: list[Plan], results: Path, workers: int | None = None) -> dict:
-    """Several main jobs (`general --llm all`: one per LLM) as one pool of jobs, so no core idles while one LLM's
-    last job runs; each plan's report as its own main job writes it. Wall times go to `results/run_info.json`."""
+Parts = Callable[[], tuple[list[Job], Callable[[dict], dict]]]
+
+
+def run_parts(parts: dict[str, Parts], results: Path, name: str, workers: int | None = None) -> dict:
+    """Several parts (each: a function giving its jobs and the report made of their results; a main job, the
+    ablation, the sweep) as one pool of jobs, so no core idles while one part's last job runs; then each part's
+    report, in the order given (a later report may read an earlier one's results). With several parts, job names
+    carry their part's key. Wall times go to `results/run_info.json` under `name`; returns {key: report}."""
     clock = Stopwatch()
-    parts = {plan.llm: clock.run(f"prepare {plan.llm}", main_job_parts, plan) for plan in plans}
-    jobs = [replace(job, name=f"{key}:{job.name}", after=tuple(f"{key}:{dep}" for dep in job.after))
-            for key, (plan_jobs, _) in parts.items() for job in plan_jobs]
-    done = clock.run("train_and_evaluate", run_jobs, jobs, workers, "main jobs")
-    reports = {key: clock.run(f"report {key}", report, {name.removeprefix(f"{key}:"): value for name, value in done.items()
-                                                         if name.startswith(f"{key}:")})
-               for key, (_, report) in parts.items()}
-    write_run_info(results, "all", clock.times, workers)
+    built = {key: clock.run(f"prepare {key}", build) for key, build in parts.items()}
+    tag = (lambda key, job_name: f"{key}:{job_name}") if len(parts) > 1 else (lambda key, job_name: job_name)
+    jobs = [replace(job, name=tag(key, job.name), after=tuple(tag(key, dep) for dep in job.after))
+            for key, (part_jobs, _) in built.items() for job in part_jobs]
+    done = clock.run("train_and_evaluate", run_jobs, jobs, workers, name)
+    reports = {key: clock.run(f"report {key}", report, {job.name: done[tag(key, job.name)] for job in built[key][0]})
+               for key, (_, report) in built.items()}
+    write_run_info(results, name, clock.times, workers)
     return reports
 
 

@@ -12,13 +12,14 @@ are that NMT's). The main job over nmt-general gives every language's 100% point
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from . import stats
 from .bases import NMT_SWEEP_LEVELS, BaseConfig, pretrain
-from .jobs import Job, Stopwatch, run_jobs
-from .pipeline import STEP_COST, Plan, evaluate, outcomes, step_generate, trained_system_jobs, write_run_info
+from .jobs import Job
+from .pipeline import STEP_COST, Plan, evaluate, outcomes, run_parts, step_generate, trained_system_jobs
 from .report import AVG, label, math_estimates, math_groups, translation_estimates
 from .world import LOW_RESOURCE, short_code
 
@@ -31,6 +32,11 @@ def evaluate_after_nmt(system: str, benchmarks: tuple[str, ...], world: str, out
                        limit: int | None, models: dict, instructed: bool, _nmt: str) -> dict:
     """An untrained system's evaluation, as a job that waits for the sweep's NMT (whose folder it is handed)."""
     return evaluate(system, benchmarks, world, out, langs, limit, models, instructed)
+
+
+def sweep_plan(main: Plan) -> Plan:
+    """The sweep beside an LLM's main job: its run and results in the `sweep/` subfolders of the main job's."""
+    return replace(main, out=main.out / "sweep", results=main.results / "sweep")
 
 
 def sweep_jobs(plan: Plan) -> list[Job]:
@@ -50,15 +56,18 @@ def sweep_jobs(plan: Plan) -> list[Job]:
     return jobs
 
 
+def sweep_parts(plan: Plan, main_results: Path) -> tuple[list[Job], Callable[[dict], dict]]:
+    """The sweep's jobs, and what turns their results (and the main job's, in `main_results`) into its report."""
+    def report(done: dict) -> dict:
+        per_system = {"nmt": [outcomes(done["nmt/eval"])], "translate-test": [outcomes(done["translate-test/eval"])],
+                      "xbridge": [outcomes(done[f"xbridge/s{seed}/eval"]) for seed in plan.seeds]}
+        return write_sweep_report(plan, per_system, json.loads((main_results / "results.json").read_text()))
+
+    return sweep_jobs(plan), report
+
+
 def run_sweep(plan: Plan, main_results: Path, workers: int | None = None) -> dict:
-    clock = Stopwatch()
-    jobs = clock.run("prepare", sweep_jobs, plan)
-    done = clock.run("train_and_evaluate", run_jobs, jobs, workers, "nmt sweep")
-    per_system = {"nmt": [outcomes(done["nmt/eval"])], "translate-test": [outcomes(done["translate-test/eval"])],
-                  "xbridge": [outcomes(done[f"xbridge/s{seed}/eval"]) for seed in plan.seeds]}
-    report = clock.run("report", write_sweep_report, plan, per_system, json.loads((main_results / "results.json").read_text()))
-    write_run_info(plan.results, "sweep", clock.times, workers)
-    return report
+    return run_parts({"sweep": lambda: sweep_parts(plan, main_results)}, plan.results, "sweep", workers)["sweep"]
 
 
 def _from_main(main: dict, system: str, task: str) -> dict[str, stats.Estimate]:
