@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 
+from .jobs import Job
 from .pipeline import Plan, outcomes, run_parts, step_generate, trained_system_jobs
 from .report import AVG, claims_vs, math_estimates, math_groups, table, translation_estimates
 
@@ -31,7 +32,7 @@ def folder_name(name: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
 
 
-def ablation_parts(plan: Plan) -> tuple[list, Callable[[dict], dict]]:
+def ablation_parts(plan: Plan) -> tuple[list[Job], Callable[[dict], dict]]:
     """Every ablation row's jobs (each seed), and what turns their results into the ablation report."""
     plan = replace(plan, schedule=plan.schedule.scaled(SCHEDULE_FRACTION))
     step_generate(plan)

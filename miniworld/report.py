@@ -352,7 +352,7 @@ def write_general_overview(root: Path, llms: list[str]) -> dict:
     verdicts = {llm: {(c["claim"], c["scope"]): c for c in r["claims"]} for llm, r in per_llm.items()}
     lines = [
         "# The general world on every LLM: the paper's Table 1 and Figure 3", "",
-        "`python -m miniworld general --llm all` runs the main job on each general LLM "
+        "`python -m miniworld general --llm all` (or `paper`: with Figure 4 and the NMT sweep) runs the main job on each general LLM "
         f"({', '.join(f'`llm-{llm}`' for llm in llms)}) and writes this overview from their `results.json`; each LLM's "
         "per-language tables are in its folder. Cells: mean ± seed sd [95% interval]; `avg` is the non-English average "
         "(translation: every non-English sentence as one corpus); the unseen and the low-resource language are marked.",
@@ -369,6 +369,10 @@ def write_general_overview(root: Path, llms: list[str]) -> dict:
             if (claim, scope) in verdicts[llm] else "-" for llm in llms) + " |" for claim, scope in claim_keys], "",
         "Plot: `overview.png` (non-English averages with their intervals).",
     ]
+    more = [f"- {what} on `llm-{llm}`: [{llm}/{path}]({llm}/{path})" for llm in llms for what, path in
+            (("Figure 4, the ablation", "ablation.md"), ("The NMT-quality sweep", "sweep/README.md")) if (root / llm / path).exists()]
+    if more:  # `python -m miniworld paper` (or `ablation --general` / `sweep`) made them
+        lines += ["", "## Figure 4 and the NMT-quality sweep", "", *more]
     (root / "README.md").write_text("\n".join(lines) + "\n")
     panels = [("English answer accuracy (%)", math("answer-en"), rows_of("math", "answer-en")),
               ("answer in the question's language (%)", math("answer-x"), rows_of("math", "answer-x")),
