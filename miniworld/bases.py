@@ -177,10 +177,10 @@ def keeps_pair(row: dict, levels: dict[str, float]) -> bool:
 
 
 def train_nmt(world_dir: str | Path, out: str | Path, cfg: BaseConfig, callbacks: list | None = None,
-              general: bool = False, levels: dict[str, float] | None = None) -> Path:
+              general: bool = False, levels: dict[str, float] | None = None, name: str = "nmt") -> Path:
     """Train the NLLB-architecture translation model on `nmt_pretrain.jsonl` (`general`: and the stories and
     summaries of `general/nmt.jsonl`; `levels`: only that share of a language's pairs, `keeps_pair`); saves
-    model + tokenizer."""
+    model + tokenizer. `name`: its job's, for the progress display."""
     world_dir, out = Path(world_dir), Path(out)
     if is_done(out):
         return out
@@ -214,7 +214,7 @@ def train_nmt(world_dir: str | Path, out: str | Path, cfg: BaseConfig, callbacks
     args = _training_args(out, cfg.nmt_steps, cfg.nmt_batch, cfg.nmt_lr, cfg.seed)
     collator = DataCollatorForSeq2Seq(tok, model=model, pad_to_multiple_of=8, label_pad_token_id=-100)
     t0 = time.time()
-    result, losses = _fit("nmt", model, args, data, collator, callbacks)
+    result, losses = _fit(name, model, args, data, collator, callbacks)
     model.generation_config = GenerationConfig(
         decoder_start_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id, max_new_tokens=cfg.max_len, num_beams=1,
@@ -427,7 +427,7 @@ def pretrain(kind: str, world_dir: str | Path, out: str | Path, cfg: BaseConfig)
         return str(train_llm(world_dir, out, cfg))
     if kind in ("nmt", "nmt-general", "nmt-sweep"):
         return str(train_nmt(world_dir, out, cfg, general=kind != "nmt",
-                             levels=NMT_SWEEP_LEVELS if kind == "nmt-sweep" else None))
+                             levels=NMT_SWEEP_LEVELS if kind == "nmt-sweep" else None, name=kind))
     if kind.removeprefix("llm-") in LLM_FAMILIES:
         return str(train_general_llm(kind.removeprefix("llm-"), world_dir, out, cfg))
     raise ValueError(f"unknown base {kind!r}; known: {sorted(FIRST_BASES + GENERAL_BASES)}")

@@ -115,6 +115,8 @@ def _run(jobs: list[Job], workers: int, desc: str) -> dict:
                         name, fraction = progress.get_nowait()
                     except queue_module.Empty:
                         break
+                    if name not in fractions:  # a job reports its own name; in a pool of parts it carries a prefix
+                        name = next((n for n in fractions if n.endswith(f":{name}")), name)
                     if name in fractions and fractions[name] < 1.0:
                         fractions[name] = min(fraction, 0.99)
                 state = (round(sum(by_name[n].cost * f for n, f in fractions.items()), 2), sorted(running.values()))
