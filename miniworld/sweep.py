@@ -25,7 +25,8 @@ from .world import LOW_RESOURCE, short_code
 
 SYSTEMS = ("translate-test", "xbridge")
 NMT_SWEEP_LEVELS_SHORT = {short_code(code) for code in NMT_SWEEP_LEVELS}
-TASKS = {"answer-en": "math, English answer (accuracy %)", "summary": "summary in the story's language (ROUGE-L)"}
+TASKS = {"answer-en": "math, English answer (accuracy %)", "answer-x": "math, answer in the question's language (%)",
+         "summary": "summary in the story's language (ROUGE-L)"}
 
 
 def evaluate_after_nmt(system: str, benchmarks: tuple[str, ...], world: str, out: str, langs: list[str],
@@ -111,7 +112,8 @@ def write_sweep_report(plan: Plan, per_system: dict[str, list[dict]], main: dict
              "nmt-general but on a share of some languages' translation pairs; the LLM, XBridge's recipe and stage "
              f"data, and the seeds ({seeds}) are the main job's. Rows `nmt-general` are the main job's (every "
              "language's pairs, results/miniworld/general/" + plan.llm + "/). Cells: mean ± seed sd [95% interval]; "
-             "translate-test is untrained (one run: its interval is over the test items).", "",
+             "translate-test is untrained (one run: its interval is over the test items). The shares (`bases.NMT_SWEEP_LEVELS`) "
+             "were fixed before any result was seen; the pairs kept are chosen by a hash of language and sentence.", "",
              header, "| --- " * (5 + len(TASKS) * len(SYSTEMS)) + "|"]
     for p in points:
         cells = [label(p["lang"]), p["nmt"], f"{100 * p['level']:g}%", p["chrf"]["x-en"].fmt(), p["chrf"]["en-x"].fmt()]
@@ -149,6 +151,7 @@ def sweep_plot(points: list[dict], path: Path, llm: str) -> None:
                             textcoords="offset points")
         ax.set_xlabel("the NMT's own chrF++, x->en (held-out sentences)")
         ax.set_title(TASKS[task], fontsize=9)
+        ax.set_xlim(0, 102)
         ax.set_ylim(0, 100)
         ax.legend(fontsize=7)
     fig.suptitle(f"NMT-quality sweep (LLM {llm}; bars: 95% interval)", fontsize=10)
