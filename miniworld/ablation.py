@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from .jobs import Job
 from .pipeline import Plan, outcomes, run_parts, step_generate, trained_system_jobs
-from .report import AVG, claims_vs, math_estimates, math_groups, table, translation_estimates
+from .report import AVG, claims_vs, estimates_dict, math_estimates, math_groups, table, translation_estimates
 
 REFERENCE = "xbridge (relaxed OT)"
 ABLATIONS = {
@@ -91,10 +91,9 @@ def write_ablation_report(plan: Plan, rows: dict[str, list[dict]]) -> dict:
         bar_chart(summary, columns, "Ablation: summary ROUGE-L", results / "ablation_summary.png")
     if translation:
         bar_chart(translation, columns[1:], "Ablation: chrF++", results / "ablation_translation.png")
-    as_dict = lambda by: {n: {l: e.to_dict() for l, e in r.items()} for n, r in by.items()}  # noqa: E731
-    out = dict(seeds=list(plan.seeds), schedule=s.__dict__, english=as_dict(english),
-               question_language=as_dict(in_language), differences=diffs,
-               **({"summary": as_dict(summary), "translation": as_dict(translation)} if plan.general else {}))
+    out = dict(seeds=list(plan.seeds), schedule=s.__dict__, english=estimates_dict(english),
+               question_language=estimates_dict(in_language), differences=diffs,
+               **({"summary": estimates_dict(summary), "translation": estimates_dict(translation)} if plan.general else {}))
     (results / "ablation.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     return out
 

@@ -30,7 +30,7 @@ from .bridge import StageSchedule, common_flags, train
 from .evaluate import register_languages
 from .jobs import Job, Stopwatch, run_jobs
 from .pipeline import Plan, evaluate, outcomes, step_generate, write_run_info
-from .report import AVG, claims_vs, math_estimates, table
+from .report import AVG, claims_vs, estimates_dict, math_estimates, table
 from .world import ENGLISH, short_code
 
 # One schedule for every variant: the main job's batch / lr / warmup / flags, fewer steps (CPU budget).
@@ -185,7 +185,7 @@ def write_report(plan: Plan, rows: dict[str, list[dict]], weights: dict) -> dict
     if weights:
         plot_layer_weights(weights, dest / "options_layer_weights.png")
     data = dict(seeds=list(plan.seeds), schedule=SCHEDULE.__dict__, variants={n: VARIANTS[n][0] for n in VARIANTS},
-                english={n: {l: e.to_dict() for l, e in r.items()} for n, r in english.items()}, differences=diffs,
+                english=estimates_dict(english), differences=diffs,
                 layer_weights=weights)
     (dest / "options.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     return data

@@ -66,6 +66,11 @@ def translation_estimates(per_seed: list[dict], direction: str, metric: str = "c
     return out
 
 
+def estimates_dict(rows: dict[str, dict[str, stats.Estimate]]) -> dict:
+    """{row: {column: Estimate}} as results.json holds it (`Estimate.to_dict` per cell)."""
+    return {name: {column: e.to_dict() for column, e in cells.items()} for name, cells in rows.items()}
+
+
 def target(diff: stats.Estimate, margin: float) -> str:
     """One-sided target "A >= B - margin" read off the interval of A - B."""
     if diff.lo >= -margin:
@@ -267,15 +272,10 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
         bar_chart(summary, columns, "Summary ROUGE-L, story's language", results / "summaries.png")
     loss_chart(losses, results / "losses.png")
     out = dict(seeds=list(plan.seeds), schedule=plan.schedule.__dict__, limit=plan.limit,
-               math={task: {s: {lang: e.to_dict() for lang, e in rows.items()} for s, rows in by.items()}
-                     for task, by in math.items()},
-               translation={k: {lang: e.to_dict() for lang, e in rows.items()} for k, rows in translation.items()},
-               **({"summary": {k: {lang: e.to_dict() for lang, e in rows.items()} for k, rows in summary.items()}}
-                  if summary else {}),
-               **({"translation_bleu": {k: {lang: e.to_dict() for lang, e in rows.items()} for k, rows in bleu.items()}}
-                  if bleu else {}),
-               **({"answer_x_errors": {k: {lang: e.to_dict() for lang, e in rows.items()} for k, rows in errors.items()}}
-                  if errors else {}),
+               math={task: estimates_dict(by) for task, by in math.items()}, translation=estimates_dict(translation),
+               **({"summary": estimates_dict(summary)} if summary else {}),
+               **({"translation_bleu": estimates_dict(bleu)} if bleu else {}),
+               **({"answer_x_errors": estimates_dict(errors)} if errors else {}),
                claims=checks, losses=losses, bases={kind: {k: v for k, v in m.items() if k != "losses"} for kind, m in base.items()})
     (results / "results.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     return out

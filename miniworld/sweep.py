@@ -83,20 +83,21 @@ def write_sweep_report(plan: Plan, per_system: dict[str, list[dict]], main: dict
     # every language's share of the translation pairs in the sweep's NMT (the low-resource one has its usual share)
     levels = {short_code(LOW_RESOURCE): plan.world.low_resource_fraction,
               **{short_code(code): level for code, level in NMT_SWEEP_LEVELS.items()}}
-    langs = [lang for lang in translation_estimates(per_system["nmt"], "x-en") if lang != AVG]
+    directions = ("x-en", "en-x")
+    # each NMT's estimates per language, computed once: the sweep's from its runs, the main job's from its results
+    by_nmt = {"nmt-sweep": ({d: translation_estimates(per_system["nmt"], d) for d in directions},
+                            {(s, t): math_estimates(per_system[s], t) for s in SYSTEMS for t in TASKS}),
+              "nmt-general": ({d: {lang: stats.Estimate.from_dict(e) for lang, e in main["translation"][f"nmt {d}"].items()}
+                               for d in directions}, {(s, t): _from_main(main, s, t) for s in SYSTEMS for t in TASKS})}
+    langs = [lang for lang in by_nmt["nmt-sweep"][0]["x-en"] if lang != AVG]
     points = []  # one per (language, NMT): the sweep's, and the main job's (nmt-general: every language at 100%)
     for lang in langs:
-        for source in ("sweep", "main"):
-            if source == "main" and lang not in NMT_SWEEP_LEVELS_SHORT:
+        for nmt, (chrf, scores) in by_nmt.items():
+            if nmt == "nmt-general" and lang not in NMT_SWEEP_LEVELS_SHORT:
                 continue  # the sweep's NMT has all of its usual pairs: the main job's point repeats it
-            if source == "sweep":
-                chrf = {d: translation_estimates(per_system["nmt"], d)[lang] for d in ("x-en", "en-x")}
-                scores = {(s, t): math_estimates(per_system[s], t).get(lang) for s in SYSTEMS for t in TASKS}
-            else:
-                chrf = {d: stats.Estimate.from_dict(main["translation"][f"nmt {d}"][lang]) for d in ("x-en", "en-x")}
-                scores = {(s, t): _from_main(main, s, t).get(lang) for s in SYSTEMS for t in TASKS}
-            points.append(dict(lang=lang, nmt="nmt-sweep" if source == "sweep" else "nmt-general",
-                               level=levels.get(lang, 1.0) if source == "sweep" else 1.0, chrf=chrf, scores=scores))
+            points.append(dict(lang=lang, nmt=nmt, level=levels.get(lang, 1.0) if nmt == "nmt-sweep" else 1.0,
+                               chrf={d: chrf[d][lang] for d in directions},
+                               scores={key: by_lang.get(lang) for key, by_lang in scores.items()}))
     # XBridge minus translate-test over the sweep's NMT, paired over problems / stories (the claim per level)
     diffs = {}
     for task in TASKS:
