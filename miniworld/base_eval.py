@@ -4,6 +4,7 @@ NMT model's chrF on held-out sentences for every pair x<->eng (sacrebleu, the fi
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 from pathlib import Path
@@ -38,6 +39,21 @@ def eval_llm(llm_dir: str | Path, world_dir: str | Path, limit: int | None = Non
                 examples=[dict(question=r["question"], prediction=p, answer=r["answer"]) for r, p in zip(rows[:3], preds)])
 
 
+def copy_nll(model, tok, passages: list[str]) -> float:
+    """Mean NLL (nats/token) of the second copy of each passage in `"<passage>\\n<passage>"`, as the repeated
+    passages of pretraining are laid out; the second copy's first token (it carries the newline) is left out."""
+    import torch  # noqa: PLC0415
+
+    total = count = 0.0
+    with torch.no_grad():
+        for text in passages:
+            n = len(tok(text, add_special_tokens=False)["input_ids"]) - 1
+            ids = tok(f"{text}\n{text}", return_tensors="pt")["input_ids"]
+            nll = torch.nn.functional.cross_entropy(model(input_ids=ids).logits[0, -n - 1:-1], ids[0, -n:], reduction="sum")
+            total, count = total + nll.item(), count + n
+    return total / count
+
+
 def eval_general_llm(llm_dir: str | Path, world_dir: str | Path, limit: int | None = None) -> dict:
     """A general LLM (issue 13) prompted as the harness prompts it: held-out English math accuracy, English summary
     ROUGE-L (eval's XL-Sum scorer), and how well it writes held-out English stories (mean token NLL)."""
@@ -67,9 +83,14 @@ def eval_general_llm(llm_dir: str | Path, world_dir: str | Path, limit: int | No
         for r in stories:
             ids = tok(r["story"], return_tensors="pt")["input_ids"]
             nll.append(model(input_ids=ids, labels=ids).loss.item())
+    # Copying from the context, which stage 1 relies on: a real LLM's loss on the second copy of a repeated span is
+    # near zero. Scrambled: the story's words shuffled, so that only copying predicts them.
+    rng = random.Random(0)
+    scrambled = [" ".join(rng.sample(words, len(words))) for words in (r["story"].split() for r in stories)]
     return dict(accuracy=100 * sum(correct) / len(problems), n=len(problems),
                 summary_rouge_l=rouge_l(summaries, [r["summary"] for r in stories], ENGLISH), n_stories=len(stories),
-                story_nll=sum(nll) / len(nll), seconds=time.time() - t0,
+                story_nll=sum(nll) / len(nll), copy_nll=copy_nll(model, tok, [r["story"] for r in stories]),
+                scrambled_copy_nll=copy_nll(model, tok, scrambled), seconds=time.time() - t0,
                 examples=[dict(question=r["question"], prediction=p) for r, p in zip(problems[:2], math)]
                 + [dict(story=r["story"], prediction=p, reference=r["summary"]) for r, p in zip(stories[:2], summaries)])
 

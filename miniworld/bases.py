@@ -301,15 +301,23 @@ def train_llm(world_dir: str | Path, out: str | Path, cfg: BaseConfig, callbacks
     data = _ListDataset(encode_llm(tok, rows, cfg.max_len))
     tok.padding_side = "right"  # training pads on the right; generation uses left padding (saved below)
     collator = DataCollatorForSeq2Seq(tok, pad_to_multiple_of=8, label_pad_token_id=-100)
+    return _fit_and_save_llm("llm", model, tok, data, collator, out, cfg, callbacks, max_new_tokens=64)
+
+
+def _fit_and_save_llm(name: str, model, tok, data, collator, out: Path, cfg: BaseConfig, callbacks: list | None,
+                      max_new_tokens: int, **info) -> Path:
+    """Train an LLM, then save it like any Hub LLM (left padding and greedy decoding for generation) and mark it done
+    with its losses and settings."""
     args = _training_args(out, cfg.llm_steps, cfg.llm_batch, cfg.llm_lr, cfg.seed)
     t0 = time.time()
-    result, losses = _fit("llm", model, args, data, collator, callbacks)
+    result, losses = _fit(name, model, args, data, collator, callbacks)
     tok.padding_side = "left"
     model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                               pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=64)
+                                               pad_token_id=tok.pad_token_id, do_sample=False,
+                                               max_new_tokens=max_new_tokens)
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    mark_done(out, dict(seconds=time.time() - t0, train_loss=result.training_loss, losses=losses,
+    mark_done(out, dict(seconds=time.time() - t0, train_loss=result.training_loss, losses=losses, **info,
                         params=model.num_parameters(), vocab=len(tok), examples=len(data), config=asdict(cfg)))
     return out
 
@@ -407,17 +415,8 @@ def train_general_llm(family: str, world_dir: str | Path, out: str | Path, cfg: 
     data = _ListDataset(encode_general(tok, rows, cfg.max_len))
     tok.padding_side = "right"
     collator = DataCollatorForSeq2Seq(tok, pad_to_multiple_of=8, label_pad_token_id=-100)
-    args = _training_args(out, cfg.llm_steps, cfg.llm_batch, cfg.llm_lr, cfg.seed)
-    t0 = time.time()
-    result, losses = _fit(f"llm-{family}", model, args, data, collator, callbacks)
-    tok.padding_side = "left"
-    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                               pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=96)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    mark_done(out, dict(seconds=time.time() - t0, train_loss=result.training_loss, losses=losses, family=family,
-                        params=model.num_parameters(), vocab=len(tok), examples=len(data), config=asdict(cfg)))
-    return out
+    return _fit_and_save_llm(f"llm-{family}", model, tok, data, collator, out, cfg, callbacks, max_new_tokens=96,
+                             family=family)
 
 
 def pretrain(kind: str, world_dir: str | Path, out: str | Path, cfg: BaseConfig) -> str:

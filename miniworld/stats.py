@@ -49,18 +49,19 @@ def accuracy(per_seed: list[list[float]]) -> Estimate:
     return mean_of([per_seed])
 
 
-def mean_of(groups: list[list[list[float]]]) -> Estimate:
+def mean_of(groups: list[list[list[float]]], scale: float = 100.0) -> Estimate:
     """The average over several groups (languages) of their accuracy; each group: per-seed lists of item values
-    (the same seeds in every group). Items are drawn within each group, seeds once for all groups."""
+    (the same seeds in every group). Items are drawn within each group, seeds once for all groups. `scale`: 100
+    turns 1/0 item values into percent; 1 keeps them as they are (a mean loss)."""
     arrays = [np.asarray(g, dtype=float) for g in groups]
     seeds = arrays[0].shape[0]
     if any(a.shape[0] != seeds for a in arrays):
         raise ValueError(f"every group needs the same seeds: {[a.shape[0] for a in arrays]}")
     rng = np.random.default_rng(BOOT_SEED)
     seed_draws = _draws(seeds, seeds, rng)
-    per_seed = np.mean([a.mean(axis=1) for a in arrays], axis=0) * 100  # (seeds,)
+    per_seed = np.mean([a.mean(axis=1) for a in arrays], axis=0) * scale  # (seeds,)
     replicate = sum(_resampled_mean(a, _draws(a.shape[1], a.shape[1], rng), seed_draws) for a in arrays)
-    return _estimate(per_seed, replicate / len(arrays) * 100)
+    return _estimate(per_seed, replicate / len(arrays) * scale)
 
 
 def _resampled_mean(a: np.ndarray, items: np.ndarray, seed_draws: np.ndarray) -> np.ndarray:

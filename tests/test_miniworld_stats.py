@@ -162,3 +162,37 @@ def test_job_runner_respects_dependencies_and_reports_failures():
         run_jobs([Job("a", _square, (1,), after=("z",))], workers=1)
     with pytest.raises(TypeError):
         run_jobs([Job("bad", _square, ("x", "y"))], workers=1)
+
+
+class _Peek(__import__("torch").nn.Module):
+    """A 'model' that reads the next input token (`ahead` = 1) or a later one: its loss is zero exactly on the
+    positions a probe scores if, and only if, the probe lines its logits up with the tokens they predict."""
+
+    def __init__(self, vocab: int, ahead: int):
+        super().__init__()
+        self.vocab, self.ahead = vocab, ahead
+
+    def forward(self, input_ids):
+        import torch
+        from types import SimpleNamespace
+
+        ids = input_ids[0]
+        nxt = torch.cat([ids[self.ahead:], ids.new_zeros(self.ahead)])  # ahead 0: the token itself
+        return SimpleNamespace(logits=50.0 * torch.nn.functional.one_hot(nxt, self.vocab).float()[None])
+
+
+def test_copy_probes_score_exactly_the_second_copy():
+    from transformers import AutoTokenizer
+
+    from miniworld import shipped
+    from miniworld.base_eval import copy_nll
+    from miniworld.probes import embedding_read_back_nll
+
+    tok = AutoTokenizer.from_pretrained(shipped.checkpoint("llm-llama"))
+    texts = ["Mia buys 3 red apples at the market.", "the Ben Omar park yesterday sees a."]
+    aligned = _Peek(len(tok), 1)
+    assert copy_nll(aligned, tok, texts) < 1e-6 and embedding_read_back_nll(aligned, tok, texts[0]) < 1e-6
+    for off_by_one in (_Peek(len(tok), 0), _Peek(len(tok), 2)):
+        assert copy_nll(off_by_one, tok, texts) > 10 and embedding_read_back_nll(off_by_one, tok, texts[0]) > 10
+    # a mean loss keeps its scale (accuracies are turned into percent)
+    assert stats.mean_of([[[1.5, 2.5]]], scale=1.0).mean == pytest.approx(2.0)
