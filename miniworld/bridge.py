@@ -88,14 +88,34 @@ def loss_history(folder: Path) -> dict[str, list[float]]:
     return terms
 
 
+def _flag_values(command: list[str]) -> dict[str, str]:
+    """`{"--flag": value}` of a command line (the words before the first flag under "")."""
+    values, key = {"": ""}, ""
+    for word in command:
+        if word.startswith("--"):
+            key = word
+            values[key] = ""
+        else:
+            values[key] = f"{values[key]} {word}".strip()
+    return values
+
+
 def train(out: str, module_args: list[str], flags: list[str], *_after) -> str:
     """`python -m <module_args> <flags>` into `out` unless it is already complete; returns `out`. A job of
     jobs.run_jobs (`_after`: the results of the jobs it waited for, already named in `flags`)."""
     out_path = Path(out)
+    cmd = [sys.executable, "-m", *module_args, *flags]
     if is_done(out_path):
+        # a finished folder is reused only for the same command: a changed recipe (steps, lr, data) must not pick
+        # up a stage trained with the old one
+        done = json.loads((out_path / "COMPLETED").read_text()).get("command")
+        if done != cmd[1:]:
+            before, now = _flag_values(done or []), _flag_values(cmd[1:])
+            changed = {k: (before.get(k), now.get(k)) for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)}
+            raise RuntimeError(f"{out} holds a stage trained with another command (flag: (then, now): {changed}); "
+                               "delete the folder to retrain it, or give the run another --out")
         return out
     out_path.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", *module_args, *flags]
     with open(out_path / "train.log", "w", encoding="utf-8") as log:
         result = subprocess.run(cmd, cwd=REPO, env={**os.environ, **JOB_ENV}, stdout=log, stderr=subprocess.STDOUT)
     if result.returncode:

@@ -196,3 +196,20 @@ def test_copy_probes_score_exactly_the_second_copy():
         assert copy_nll(off_by_one, tok, texts) > 10 and embedding_read_back_nll(off_by_one, tok, texts[0]) > 10
     # a mean loss keeps its scale (accuracies are turned into percent)
     assert stats.mean_of([[[1.5, 2.5]]], scale=1.0).mean == pytest.approx(2.0)
+
+
+def test_a_finished_stage_is_reused_only_for_the_same_command(tmp_path):
+    """The job cache: a stage folder with a COMPLETED marker is reused (not retrained) for the same command, and a
+    changed recipe is a clear error naming what changed, never a silent reuse of the old stage."""
+    import json
+
+    from miniworld.bridge import train
+
+    out = tmp_path / "stage3"
+    out.mkdir()
+    flags = ["--max_steps", "200", "--seed", "0"]
+    (out / "COMPLETED").write_text(json.dumps({"command": ["-m", "train", "stage3", *flags], "losses": {}}))
+    assert train(str(out), ["train", "stage3"], flags) == str(out)  # reused: nothing was run (no train.log)
+    assert not (out / "train.log").exists()
+    with pytest.raises(RuntimeError, match="800"):
+        train(str(out), ["train", "stage3"], ["--max_steps", "800", "--seed", "0"])
