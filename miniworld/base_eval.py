@@ -39,6 +39,21 @@ def eval_llm(llm_dir: str | Path, world_dir: str | Path, limit: int | None = Non
                 examples=[dict(question=r["question"], prediction=p, answer=r["answer"]) for r, p in zip(rows[:3], preds)])
 
 
+def story_nll(model, tok, text: str) -> float:
+    """Mean NLL (nats/token) of `text` with the loss on every token, as in pretraining."""
+    import torch  # noqa: PLC0415
+
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        return model(input_ids=ids, labels=ids).loss.item()
+
+
+def scrambled(texts: list[str]) -> list[str]:
+    """Each text with its words shuffled (a fixed stream): after a first copy, only copying predicts a second."""
+    rng = random.Random(0)
+    return [" ".join(rng.sample(words, len(words))) for words in (t.split() for t in texts)]
+
+
 def copy_nll(model, tok, passages: list[str]) -> float:
     """Mean NLL (nats/token) of the second copy of each passage in `"<passage>\\n<passage>"`, as the repeated
     passages of pretraining are laid out; the second copy's first token (it carries the newline) is left out."""
@@ -57,8 +72,6 @@ def copy_nll(model, tok, passages: list[str]) -> float:
 def eval_general_llm(llm_dir: str | Path, world_dir: str | Path, limit: int | None = None) -> dict:
     """A general LLM (issue 13) prompted as the harness prompts it: held-out English math accuracy, English summary
     ROUGE-L (eval's XL-Sum scorer), and how well it writes held-out English stories (mean token NLL)."""
-    import torch  # noqa: PLC0415
-
     from eval.metrics import rouge_l  # noqa: PLC0415
 
     from eval.systems import chat_prompt  # noqa: PLC0415
@@ -78,19 +91,13 @@ def eval_general_llm(llm_dir: str | Path, world_dir: str | Path, limit: int | No
     math = answer(MATH_INSTRUCTION, [r["question"] for r in problems], 128)
     summaries = answer(SUMMARY_INSTRUCTION, [r["story"] for r in stories], 48)
     correct = [last_number(p) == r["answer"] for p, r in zip(math, problems)]
-    with torch.no_grad():  # loss on every token of each held-out story, as in pretraining
-        nll = []
-        for r in stories:
-            ids = tok(r["story"], return_tensors="pt")["input_ids"]
-            nll.append(model(input_ids=ids, labels=ids).loss.item())
+    nll = [story_nll(model, tok, r["story"]) for r in stories]
     # Copying from the context, which stage 1 relies on: a real LLM's loss on the second copy of a repeated span is
-    # near zero. Scrambled: the story's words shuffled, so that only copying predicts them.
-    rng = random.Random(0)
-    scrambled = [" ".join(rng.sample(words, len(words))) for words in (r["story"].split() for r in stories)]
+    # near zero (and with the words shuffled, only copying predicts them).
     return dict(accuracy=100 * sum(correct) / len(problems), n=len(problems),
                 summary_rouge_l=rouge_l(summaries, [r["summary"] for r in stories], ENGLISH), n_stories=len(stories),
                 story_nll=sum(nll) / len(nll), copy_nll=copy_nll(model, tok, [r["story"] for r in stories]),
-                scrambled_copy_nll=copy_nll(model, tok, scrambled), seconds=time.time() - t0,
+                scrambled_copy_nll=copy_nll(model, tok, scrambled([r["story"] for r in stories])), seconds=time.time() - t0,
                 examples=[dict(question=r["question"], prediction=p) for r, p in zip(problems[:2], math)]
                 + [dict(story=r["story"], prediction=p, reference=r["summary"]) for r, p in zip(stories[:2], summaries)])
 

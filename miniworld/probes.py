@@ -16,22 +16,17 @@ results/miniworld/general/probes.md (+ .json), every number with its 95% bootstr
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import torch
 
 from . import shipped, stats
-from .base_eval import copy_nll
+from .base_eval import copy_nll, scrambled, story_nll
 from .bases import LLM_FAMILIES, is_done, mark_done, read_jsonl
 from .world import ENGLISH, WorldConfig, generate
 
 N_READ_BACK = 50  # held-out sentences per source language through a stage-1 bridge
 READ_BACK_SOURCES = (ENGLISH, "qaa_Latn", "qab_Cyrl")
-
-
-def _per_item(fn, texts: list[str]) -> list[float]:
-    return [fn([t]) for t in texts]
 
 
 def embedding_read_back_nll(model, tok, text: str) -> float:
@@ -51,17 +46,9 @@ def llm_probes(llm_dir: str | Path, stories: list[str]) -> dict[str, stats.Estim
 
     tok = AutoTokenizer.from_pretrained(llm_dir)
     model = AutoModelForCausalLM.from_pretrained(llm_dir).eval()
-    rng = random.Random(0)
-    scrambled = [" ".join(rng.sample(words, len(words))) for words in (s.split() for s in stories)]
-
-    def story_nll(texts: list[str]) -> float:
-        ids = tok(texts[0], return_tensors="pt")["input_ids"]
-        with torch.no_grad():
-            return model(input_ids=ids, labels=ids).loss.item()
-
-    values = {"story": _per_item(story_nll, stories),
-              "copy": _per_item(lambda t: copy_nll(model, tok, t), stories),
-              "scrambled copy": _per_item(lambda t: copy_nll(model, tok, t), scrambled),
+    values = {"story": [story_nll(model, tok, s) for s in stories],
+              "copy": [copy_nll(model, tok, [s]) for s in stories],
+              "scrambled copy": [copy_nll(model, tok, [s]) for s in scrambled(stories)],
               "embedding read-back": [embedding_read_back_nll(model, tok, s) for s in stories]}
     return {name: stats.mean_of([[v]], scale=1.0) for name, v in values.items()}
 
