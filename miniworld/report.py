@@ -222,14 +222,14 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
         "# Mini-world results" + (f": the general world, LLM `{plan.llm}`" if plan.general else ""), "",
         f"`{command}`: " + (f"the bases `{plan.bases[0]}`, `{plan.bases[1]}`" if plan.bases else
                             f"the shipped bases (`xbridge-miniworld/{kinds[0]}`, `xbridge-miniworld/{kinds[1]}`)") +
-        f", XBridge and encoder-only{' (and the SFT baseline, LoRA for as many steps as stage 2, on the first seed only)' if plan.general else ''} "
+        f", XBridge and encoder-only{' (and the SFT baseline, LoRA for as many steps as stage 2)' if plan.general else ''} "
         f"trained with seeds {seeds}, stage steps "
         f"{plan.schedule.stage1}/{plan.schedule.stage2}/{plan.schedule.stage3} (encoder-only "
         f"{plan.schedule.enc_only1}/{plan.schedule.enc_only2}), batch {plan.schedule.batch}, lr {plan.schedule.lr}; "
         f"{plan.limit or 'all'} held-out items per language.",
         f"Unseen language (no XBridge stage saw it): `{UNSEEN}`; low-resource: `{LOW_RESOURCE}`.", "",
         "Cells: mean over seeds ± standard deviation of the per-seed scores [95% bootstrap interval over items and "
-        "seeds]. Untrained systems (direct, translate-test, nmt) and SFT have one run: their interval is over items only.", "",
+        "seeds]. Untrained systems (direct, translate-test, nmt) have one run: their interval is over items only.", "",
         "## Math: accuracy of the English answer (LLM output)", "", *table(math["answer-en"], columns), "",
         "## Math: accuracy of the answer in the question's language (decoder output)", "",
         *table(math.get("answer-x", {}), columns), "",
