@@ -405,7 +405,7 @@ def general_llm_config(family: str, tok, cfg: BaseConfig):
 def copy_documents(texts: list[str], n: int, seed: int) -> list[dict]:
     """`n` documents `p\np`, p = 5-20 words drawn uniformly from the words of `texts`. Only copying from the context
     predicts the second p, and no word statistics do: a fresh LLM of the general size learns it (an induction
-    circuit) in ~300 steps, while the world's own repeated passages, which grammar and word statistics half predict,
+    circuit) within a few hundred steps, while the world's own repeated passages, which grammar and word statistics half predict,
     left every LLM on a bag-of-words plateau (ANALYSIS.md section 8)."""
     words = sorted({w for t in texts for w in t.split()})
     rng = random.Random(f"{seed}:copy-documents")
@@ -448,13 +448,14 @@ def train_general_llm(family: str, world_dir: str | Path, out: str | Path, cfg: 
     collator = DataCollatorForSeq2Seq(tok, pad_to_multiple_of=8, label_pad_token_id=-100)
     copies = copy_documents(texts, cfg.llm_copy_warmup_steps * cfg.llm_batch + round(cfg.llm_copy_fraction * len(rows)), cfg.seed)
     warmup, kept = copies[:cfg.llm_copy_warmup_steps * cfg.llm_batch], copies[cfg.llm_copy_warmup_steps * cfg.llm_batch:]
+    warmup_losses = []
     if warmup:
-        _fit(f"llm-{family} copy warm-up", model, _training_args(out / "copy-warmup", cfg.llm_copy_warmup_steps, cfg.llm_batch,
-                                                                   cfg.llm_lr, cfg.seed),
-             _ListDataset(encode_general(tok, warmup, cfg.max_len)), collator, callbacks)
+        args = _training_args(out / "copy-warmup", cfg.llm_copy_warmup_steps, cfg.llm_batch, cfg.llm_lr, cfg.seed)
+        _, warmup_losses = _fit(f"llm-{family} copy warm-up", model, args, _ListDataset(encode_general(tok, warmup, cfg.max_len)),
+                                collator, callbacks)
     data = _ListDataset(encode_general(tok, rows + kept, cfg.max_len))
     return _fit_and_save_llm(f"llm-{family}", model, tok, data, collator, out, cfg, callbacks, max_new_tokens=96,
-                             family=family)
+                             family=family, copy_warmup_losses=warmup_losses)
 
 
 def pretrain(kind: str, world_dir: str | Path, out: str | Path, cfg: BaseConfig) -> str:
