@@ -14,9 +14,10 @@ short, and the learning rate is high with a short warmup. On CPU everything is f
 from __future__ import annotations
 
 import json
+import random
 import time
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -55,6 +56,22 @@ def mark_done(folder: str | Path, info: dict) -> None:
     (Path(folder) / DONE).write_text(json.dumps(info, indent=1))
 
 
+def trained_with(out: Path, cfg: BaseConfig, prefix: str) -> bool:
+    """Whether `out` holds a finished base trained with `cfg`'s `prefix` fields (and its max_len and seed). A base
+    trained with other settings stops the run: a changed recipe must not silently pick up the old base."""
+    if not is_done(out):
+        return False
+    recorded = json.loads((out / DONE).read_text()).get("config", {})
+    # a field added after the base was trained has its default there (defaults keep the old behaviour)
+    then = {f.name: f.default for f in fields(BaseConfig)} | recorded
+    changed = {k: (then[k], v) for k, v in asdict(cfg).items()
+               if (k.startswith(prefix) or k in ("max_len", "seed")) and then[k] != v}
+    if changed:
+        raise RuntimeError(f"{out} holds a base trained with other settings (field: (then, now): {changed}); delete "
+                           "the folder to retrain it, or give the run another --out")
+    return True
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -87,6 +104,10 @@ class BaseConfig:
     llm_lr: float = 2e-3
     max_len: int = 128
     seed: int = 0
+    # copy warm-up (general LLMs): steps on documents of random words repeated (`copy_documents`) before the world's
+    # data, and their share kept in that data so the circuit stays; 0 / 0.0: none (the first world's LLM)
+    llm_copy_warmup_steps: int = 0
+    llm_copy_fraction: float = 0.0
 
     @classmethod
     def general(cls) -> BaseConfig:
@@ -182,7 +203,7 @@ def train_nmt(world_dir: str | Path, out: str | Path, cfg: BaseConfig, callbacks
     summaries of `general/nmt.jsonl`; `levels`: only that share of a language's pairs, `keeps_pair`); saves
     model + tokenizer. `name`: its job's, for the progress display."""
     world_dir, out = Path(world_dir), Path(out)
-    if is_done(out):
+    if trained_with(out, cfg, "nmt_"):
         return out
     torch.manual_seed(cfg.seed)
     rows = read_jsonl(world_dir / "nmt_pretrain.jsonl")
@@ -286,7 +307,7 @@ def encode_llm(tok: PreTrainedTokenizerFast, rows: list[dict], max_len: int) -> 
 def train_llm(world_dir: str | Path, out: str | Path, cfg: BaseConfig, callbacks: list | None = None) -> Path:
     """Train the Llama-architecture English LLM on `llm_pretrain.jsonl`; saves model + tokenizer."""
     world_dir, out = Path(world_dir), Path(out)
-    if is_done(out):
+    if trained_with(out, cfg, "llm_"):
         return out
     torch.manual_seed(cfg.seed)
     rows = read_jsonl(world_dir / "llm_pretrain.jsonl")
@@ -381,6 +402,17 @@ def general_llm_config(family: str, tok, cfg: BaseConfig):
         rope_theta=10000.0)
 
 
+def copy_documents(texts: list[str], n: int, seed: int) -> list[dict]:
+    """`n` documents `p\np`, p = 5-20 words drawn uniformly from the words of `texts`. Only copying from the context
+    predicts the second p, and no word statistics do: a fresh LLM of the general size learns it (an induction
+    circuit) within a few hundred steps, while the world's own repeated passages, which grammar and word statistics half predict,
+    left every LLM on a bag-of-words plateau (ANALYSIS.md section 8)."""
+    words = sorted({w for t in texts for w in t.split()})
+    rng = random.Random(f"{seed}:copy-documents")
+    passages = (" ".join(rng.choice(words) for _ in range(rng.randint(5, 20))) for _ in range(n))
+    return [dict(text=f"{p}\n{p}") for p in passages]
+
+
 def encode_general(tok, rows: list[dict], max_len: int) -> list[dict]:
     """Plain text rows: loss on every token. Instruction rows: the chat prompt, then ` output</s>` with the loss on
     the output only (as instruction tuning does)."""
@@ -405,18 +437,25 @@ def train_general_llm(family: str, world_dir: str | Path, out: str | Path, cfg: 
     """A general English LLM of `family` on `general/llm.jsonl`: stories as plain text, math and summaries as
     instructions; saves model + tokenizer like any Hub LLM."""
     world_dir, out = Path(world_dir), Path(out)
-    if is_done(out):
+    if trained_with(out, cfg, "llm_"):
         return out
     torch.manual_seed(cfg.seed)
     rows = read_jsonl(world_dir / "general" / "llm.jsonl")
     texts = [r["text"] if "text" in r else f"{r['instruction']}\n{r['input']} {r['output']}" for r in rows]
     tok = general_llm_tokenizer(family, texts + ["### Instruction: ### Response:"], cfg.llm_vocab)
     model = AutoModelForCausalLM.from_config(general_llm_config(family, tok, cfg))
-    data = _ListDataset(encode_general(tok, rows, cfg.max_len))
     tok.padding_side = "right"
     collator = DataCollatorForSeq2Seq(tok, pad_to_multiple_of=8, label_pad_token_id=-100)
+    copies = copy_documents(texts, cfg.llm_copy_warmup_steps * cfg.llm_batch + round(cfg.llm_copy_fraction * len(rows)), cfg.seed)
+    warmup, kept = copies[:cfg.llm_copy_warmup_steps * cfg.llm_batch], copies[cfg.llm_copy_warmup_steps * cfg.llm_batch:]
+    warmup_losses = []
+    if warmup:
+        args = _training_args(out / "copy-warmup", cfg.llm_copy_warmup_steps, cfg.llm_batch, cfg.llm_lr, cfg.seed)
+        _, warmup_losses = _fit(f"llm-{family} copy warm-up", model, args, _ListDataset(encode_general(tok, warmup, cfg.max_len)),
+                                collator, callbacks)
+    data = _ListDataset(encode_general(tok, rows + kept, cfg.max_len))
     return _fit_and_save_llm(f"llm-{family}", model, tok, data, collator, out, cfg, callbacks, max_new_tokens=96,
-                             family=family)
+                             family=family, copy_warmup_losses=warmup_losses)
 
 
 def pretrain(kind: str, world_dir: str | Path, out: str | Path, cfg: BaseConfig) -> str:

@@ -213,3 +213,39 @@ def test_a_finished_stage_is_reused_only_for_the_same_command(tmp_path):
     assert not (out / "train.log").exists()
     with pytest.raises(RuntimeError, match="800"):
         train(str(out), ["train", "stage3"], ["--max_steps", "800", "--seed", "0"])
+
+
+def test_a_finished_base_is_reused_only_with_the_same_settings(tmp_path):
+    """Bases follow the same rule as stages: the same settings reuse the folder, another setting of that base is an
+    error naming it, a setting of the other base does not matter, and a field the old base predates is its default."""
+    import json
+
+    from miniworld.bases import BaseConfig, trained_with
+
+    out = tmp_path / "llm-llama"
+    out.mkdir()
+    assert not trained_with(out, BaseConfig.general(), "llm_")  # not finished: train it
+    recorded = dataclasses.asdict(BaseConfig.general())
+    del recorded["llm_copy_warmup_steps"]  # trained before the field existed
+    (out / "COMPLETED").write_text(json.dumps({"config": recorded}))
+    assert trained_with(out, BaseConfig.general(), "llm_")
+    assert trained_with(out, dataclasses.replace(BaseConfig.general(), nmt_steps=1), "llm_")
+    for changed in (dict(llm_copy_warmup_steps=1500), dict(llm_steps=1), dict(seed=1)):
+        with pytest.raises(RuntimeError, match=next(iter(changed))):
+            trained_with(out, dataclasses.replace(BaseConfig.general(), **changed), "llm_")
+
+
+def test_copy_documents_repeat_random_words_of_the_text():
+    """The copy warm-up's documents: `p\\np`, p 5-20 words drawn from the texts' words, the same for the same seed."""
+    from miniworld.bases import copy_documents
+
+    texts = ["Mia buys 3 red apples.", "Tom sees the park."]
+    words = {w for t in texts for w in t.split()}
+    docs = copy_documents(texts, 200, seed=0)
+    assert docs == copy_documents(texts, 200, seed=0) and docs != copy_documents(texts, 200, seed=1)
+    lengths = set()
+    for doc in docs:
+        first, second = doc["text"].split("\n")
+        assert first == second and set(first.split()) <= words
+        lengths.add(len(first.split()))
+    assert min(lengths) == 5 and max(lengths) == 20
