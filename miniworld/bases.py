@@ -403,31 +403,38 @@ def general_llm_config(family: str, tok, cfg: BaseConfig):
 
 
 def copy_documents(texts: list[str], n: int, seed: int) -> list[dict]:
-    """`n` documents `p\np`, p = 5-20 words drawn uniformly from the words of `texts`. Only copying from the context
+    """`n` copy documents (`encode_general`: p, a newline, p again), p = 5-20 words drawn uniformly from the words of
+    `texts`. Only copying from the context
     predicts the second p, and no word statistics do: a fresh LLM of the general size learns it (an induction
     circuit) within a few hundred steps, while the world's own repeated passages, which grammar and word statistics half predict,
     left every LLM on a bag-of-words plateau (ANALYSIS.md section 8)."""
     words = sorted({w for t in texts for w in t.split()})
     rng = random.Random(f"{seed}:copy-documents")
     passages = (" ".join(rng.choice(words) for _ in range(rng.randint(5, 20))) for _ in range(n))
-    return [dict(text=f"{p}\n{p}") for p in passages]
+    return [dict(copy=p) for p in passages]
 
 
 def encode_general(tok, rows: list[dict], max_len: int) -> list[dict]:
     """Plain text rows: loss on every token. Instruction rows: the chat prompt, then ` output</s>` with the loss on
-    the output only (as instruction tuning does)."""
+    the output only (as instruction tuning does). Copy rows (`copy_documents`): the passage, a newline, the same
+    tokens again, with the loss on the second copy only (the first is random words: a loss there is pure noise)."""
     from eval.systems import chat_prompt  # noqa: PLC0415  (the prompt the harness will ask it with)
 
+    bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
     out = []
     for r in rows:
         if "text" in r:
-            ids = ([tok.bos_token_id] if tok.bos_token_id is not None else []) + tok(r["text"], add_special_tokens=False)["input_ids"]
-            ids = (ids + [tok.eos_token_id])[:max_len]
+            ids = (bos + tok(r["text"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id])[:max_len]
             labels = [-100 if i == tok.bos_token_id else i for i in ids]
         else:
-            prompt = tok(chat_prompt(tok, r["input"], r["instruction"]), add_special_tokens=False)["input_ids"]
-            answer = tok(" " + r["output"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-            ids, labels = (prompt + answer)[:max_len], ([-100] * len(prompt) + answer)[:max_len]
+            if "copy" in r:
+                passage = tok(r["copy"], add_special_tokens=False)["input_ids"]
+                prompt, answer = bos + passage + tok("\n", add_special_tokens=False)["input_ids"], passage
+            else:
+                prompt = tok(chat_prompt(tok, r["input"], r["instruction"]), add_special_tokens=False)["input_ids"]
+                answer = tok(" " + r["output"], add_special_tokens=False)["input_ids"]
+            ids = (prompt + answer + [tok.eos_token_id])[:max_len]
+            labels = ([-100] * len(prompt) + answer + [tok.eos_token_id])[:max_len]
         out.append(dict(input_ids=ids, attention_mask=[1] * len(ids), labels=labels, length=len(ids)))
     return out
 

@@ -236,16 +236,22 @@ def test_a_finished_base_is_reused_only_with_the_same_settings(tmp_path):
 
 
 def test_copy_documents_repeat_random_words_of_the_text():
-    """The copy warm-up's documents: `p\\np`, p 5-20 words drawn from the texts' words, the same for the same seed."""
-    from miniworld.bases import copy_documents
+    """The copy warm-up's documents: p 5-20 words drawn from the texts' words, the same for the same seed; encoded as
+    p, newline, p with the loss on the second p (and the end of text) only."""
+    from transformers import AutoTokenizer
+
+    from miniworld import shipped
+    from miniworld.bases import copy_documents, encode_general
 
     texts = ["Mia buys 3 red apples.", "Tom sees the park."]
     words = {w for t in texts for w in t.split()}
     docs = copy_documents(texts, 200, seed=0)
     assert docs == copy_documents(texts, 200, seed=0) and docs != copy_documents(texts, 200, seed=1)
-    lengths = set()
-    for doc in docs:
-        first, second = doc["text"].split("\n")
-        assert first == second and set(first.split()) <= words
-        lengths.add(len(first.split()))
-    assert min(lengths) == 5 and max(lengths) == 20
+    assert all(set(d["copy"].split()) <= words for d in docs)
+    assert {len(d["copy"].split()) for d in docs} == set(range(5, 21))
+    tok = AutoTokenizer.from_pretrained(shipped.checkpoint("llm-llama"))
+    row = encode_general(tok, docs[:1], max_len=128)[0]
+    passage = tok(docs[0]["copy"], add_special_tokens=False)["input_ids"]
+    scored = [label for label in row["labels"] if label != -100]
+    assert scored == passage + [tok.eos_token_id]
+    assert row["input_ids"][-len(passage) - 1:-1] == passage and row["input_ids"][1:len(passage) + 1] == passage
