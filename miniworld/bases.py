@@ -453,11 +453,15 @@ def train_general_llm(family: str, world_dir: str | Path, out: str | Path, cfg: 
     model = AutoModelForCausalLM.from_config(general_llm_config(family, tok, cfg))
     tok.padding_side = "right"
     collator = DataCollatorForSeq2Seq(tok, pad_to_multiple_of=8, label_pad_token_id=-100)
-    copies = copy_documents(texts, cfg.llm_copy_warmup_steps * cfg.llm_batch + round(cfg.llm_copy_fraction * len(rows)), cfg.seed)
-    warmup, kept = copies[:cfg.llm_copy_warmup_steps * cfg.llm_batch], copies[cfg.llm_copy_warmup_steps * cfg.llm_batch:]
+    n_warmup = cfg.llm_copy_warmup_steps * 2 * cfg.llm_batch
+    copies = copy_documents(texts, n_warmup + round(cfg.llm_copy_fraction * len(rows)), cfg.seed)
+    warmup, kept = copies[:n_warmup], copies[n_warmup:]
     warmup_losses = []
     if warmup:
-        args = _training_args(out / "copy-warmup", cfg.llm_copy_warmup_steps, cfg.llm_batch, cfg.llm_lr, cfg.seed)
+        # twice the batch at half the rate, constant: induction appears in a sudden drop after a plateau, and a decaying
+        # rate can end before it (1500 cosine steps at batch 16 never left the plateau; ANALYSIS.md section 8)
+        args = _training_args(out / "copy-warmup", cfg.llm_copy_warmup_steps, 2 * cfg.llm_batch, cfg.llm_lr / 2, cfg.seed)
+        args.lr_scheduler_type = "constant_with_warmup"
         _, warmup_losses = _fit(f"llm-{family} copy warm-up", model, args, _ListDataset(encode_general(tok, warmup, cfg.max_len)),
                                 collator, callbacks)
     data = _ListDataset(encode_general(tok, rows + kept, cfg.max_len))
