@@ -108,6 +108,8 @@ class BaseConfig:
     # data, and their share kept in that data so the circuit stays; 0 / 0.0: none (the first world's LLM)
     llm_copy_warmup_steps: int = 0
     llm_copy_fraction: float = 0.0
+    # length-grouped batches (less padding); with them no LLM learnt to copy from its context (ANALYSIS.md section 8)
+    llm_by_length: bool = True
 
     @classmethod
     def general(cls) -> BaseConfig:
@@ -124,12 +126,13 @@ class BaseConfig:
         return cls(nmt_steps=120, nmt_layers=2, llm_steps=120)
 
 
-def _training_args(out: Path, steps: int, batch: int, lr: float, seed: int) -> TrainingArguments:
+def _training_args(out: Path, steps: int, batch: int, lr: float, seed: int, by_length: bool = True,
+                   schedule: str = "cosine") -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(out / "trainer"), max_steps=steps, per_device_train_batch_size=batch, learning_rate=lr,
-        warmup_steps=0.05, lr_scheduler_type="cosine", weight_decay=0.01, adam_beta2=0.98, max_grad_norm=1.0,
+        warmup_steps=0.05, lr_scheduler_type=schedule, weight_decay=0.01, adam_beta2=0.98, max_grad_norm=1.0,
         logging_steps=max(1, steps // 20), save_strategy="no", report_to=[], use_cpu=True, seed=seed, disable_tqdm=True,
-        dataloader_num_workers=0, remove_unused_columns=False, train_sampling_strategy="group_by_length",
+        dataloader_num_workers=0, remove_unused_columns=False, train_sampling_strategy="group_by_length" if by_length else "random",
         length_column_name="length",
     )
 
@@ -329,7 +332,7 @@ def _fit_and_save_llm(name: str, model, tok, data, collator, out: Path, cfg: Bas
                       max_new_tokens: int, **info) -> Path:
     """Train an LLM, then save it like any Hub LLM (left padding and greedy decoding for generation) and mark it done
     with its losses and settings."""
-    args = _training_args(out, cfg.llm_steps, cfg.llm_batch, cfg.llm_lr, cfg.seed)
+    args = _training_args(out, cfg.llm_steps, cfg.llm_batch, cfg.llm_lr, cfg.seed, by_length=cfg.llm_by_length)
     t0 = time.time()
     result, losses = _fit(name, model, args, data, collator, callbacks)
     tok.padding_side = "left"
@@ -458,15 +461,15 @@ def train_general_llm(family: str, world_dir: str | Path, out: str | Path, cfg: 
     warmup, kept = copies[:n_warmup], copies[n_warmup:]
     warmup_losses = []
     if warmup:
-        # twice the batch at half the rate, constant: induction appears in a sudden drop after a plateau, and a decaying
-        # rate can end before it (1500 cosine steps at batch 16 never left the plateau; ANALYSIS.md section 8)
-        args = _training_args(out / "copy-warmup", cfg.llm_copy_warmup_steps, 2 * cfg.llm_batch, cfg.llm_lr / 2, cfg.seed)
-        args.lr_scheduler_type = "constant_with_warmup"
+        # random order (length-grouped batches never left the plateau), twice the batch at half the rate, constant:
+        # the copy circuit appears in a sudden drop after a plateau, which a decaying rate can miss (ANALYSIS.md, 8)
+        args = _training_args(out / "copy-warmup", cfg.llm_copy_warmup_steps, 2 * cfg.llm_batch, cfg.llm_lr / 2, cfg.seed,
+                              by_length=False, schedule="constant_with_warmup")
         _, warmup_losses = _fit(f"llm-{family} copy warm-up", model, args, _ListDataset(encode_general(tok, warmup, cfg.max_len)),
                                 collator, callbacks)
     data = _ListDataset(encode_general(tok, rows + kept, cfg.max_len))
     return _fit_and_save_llm(f"llm-{family}", model, tok, data, collator, out, cfg, callbacks, max_new_tokens=96,
-                             family=family, copy_warmup_losses=warmup_losses)
+                             family=family, **({"copy_warmup_losses": warmup_losses} if warmup else {}))
 
 
 def pretrain(kind: str, world_dir: str | Path, out: str | Path, cfg: BaseConfig) -> str:
