@@ -407,10 +407,9 @@ def general_llm_config(family: str, tok, cfg: BaseConfig):
 
 def copy_documents(texts: list[str], n: int, seed: int) -> list[dict]:
     """`n` copy documents (`encode_general`: p, a newline, p again), p = 5-20 words drawn uniformly from the words of
-    `texts`. Only copying from the context
-    predicts the second p, and no word statistics do: a fresh LLM of the general size learns it (an induction
-    circuit) within a few hundred steps, while the world's own repeated passages, which grammar and word statistics half predict,
-    left every LLM on a bag-of-words plateau (ANALYSIS.md section 8)."""
+    `texts`. Only copying from the context predicts the second p, and no word statistics do: a fresh LLM of the
+    general size learns it (an induction circuit) within a few hundred steps in random order, not within 1500 in length-grouped
+    batches (ANALYSIS.md section 8)."""
     words = sorted({w for t in texts for w in t.split()})
     rng = random.Random(f"{seed}:copy-documents")
     passages = (" ".join(rng.choice(words) for _ in range(rng.randint(5, 20))) for _ in range(n))
@@ -424,6 +423,7 @@ def encode_general(tok, rows: list[dict], max_len: int) -> list[dict]:
     from eval.systems import chat_prompt  # noqa: PLC0415  (the prompt the harness will ask it with)
 
     bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+    newline = tok("\n", add_special_tokens=False)["input_ids"]
     out = []
     for r in rows:
         if "text" in r:
@@ -432,7 +432,7 @@ def encode_general(tok, rows: list[dict], max_len: int) -> list[dict]:
         else:
             if "copy" in r:
                 passage = tok(r["copy"], add_special_tokens=False)["input_ids"]
-                prompt, answer = bos + passage + tok("\n", add_special_tokens=False)["input_ids"], passage
+                prompt, answer = bos + passage + newline, passage
             else:
                 prompt = tok(chat_prompt(tok, r["input"], r["instruction"]), add_special_tokens=False)["input_ids"]
                 answer = tok(" " + r["output"], add_special_tokens=False)["input_ids"]
