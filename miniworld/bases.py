@@ -116,8 +116,10 @@ class BaseConfig:
         """The general world's bases (issue 13): the LLM also learns stories and summaries (of its instruction and
         story records 60% are math, 28% summaries, 12% plain stories; repeated passages add 10%), so it trains longer
         to keep its math (5000 steps with 45% math: 66% English accuracy; 7000 steps before the repeated passages,
-        7700 with them: the same number of math records seen; ANALYSIS.md)."""
-        return cls(llm_steps=7700, llm_vocab=800)
+        7700 with them: the same number of math records seen; ANALYSIS.md). It learns to copy from its context, which
+        stage 1 needs to read the mapped source: random order, a 600-step copy warm-up, 5% copy documents kept
+        (length-grouped, no LLM of the world learnt it; ANALYSIS.md section 8)."""
+        return cls(llm_steps=7700, llm_vocab=800, llm_copy_warmup_steps=600, llm_copy_fraction=0.05, llm_by_length=False)
 
     @classmethod
     def fast(cls) -> BaseConfig:

@@ -226,13 +226,19 @@ def test_a_finished_base_is_reused_only_with_the_same_settings(tmp_path):
     out.mkdir()
     assert not trained_with(out, BaseConfig.general(), "llm_")  # not finished: train it
     recorded = dataclasses.asdict(BaseConfig.general())
-    del recorded["llm_copy_warmup_steps"]  # trained before the field existed
     (out / "COMPLETED").write_text(json.dumps({"config": recorded}))
     assert trained_with(out, BaseConfig.general(), "llm_")
     assert trained_with(out, dataclasses.replace(BaseConfig.general(), nmt_steps=1), "llm_")
-    for changed in (dict(llm_copy_warmup_steps=1500), dict(llm_steps=1), dict(seed=1)):
+    for changed in (dict(llm_copy_warmup_steps=1500), dict(llm_by_length=True), dict(llm_steps=1), dict(seed=1)):
         with pytest.raises(RuntimeError, match=next(iter(changed))):
             trained_with(out, dataclasses.replace(BaseConfig.general(), **changed), "llm_")
+    # a base trained before the copy fields existed: its record lacks them, which means their defaults (no copying)
+    del recorded["llm_copy_warmup_steps"], recorded["llm_copy_fraction"], recorded["llm_by_length"]
+    (out / "COMPLETED").write_text(json.dumps({"config": recorded}))
+    old_recipe = dataclasses.replace(BaseConfig.general(), llm_copy_warmup_steps=0, llm_copy_fraction=0.0, llm_by_length=True)
+    assert trained_with(out, old_recipe, "llm_")
+    with pytest.raises(RuntimeError, match="llm_copy_warmup_steps"):
+        trained_with(out, BaseConfig.general(), "llm_")
 
 
 def test_copy_documents_repeat_random_words_of_the_text():
