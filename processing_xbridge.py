@@ -147,6 +147,10 @@ class XBridgeProcessor(ProcessorMixin):
         if prompt:
             prompts = [self.build_prompt(t, instruction) for t in texts]
             prompt_ids = llm(prompts, add_special_tokens=False)["input_ids"]
+            # The model puts the LLM's BOS first itself ([bos, source, boundary, prompt, answer], as the released code
+            # does): a chat template that opens with it (Llama 3, Gemma) would repeat it mid-sequence, after the source.
+            if llm.bos_token_id is not None:
+                prompt_ids = [x[1:] if x[:1] == [llm.bos_token_id] else x for x in prompt_ids]
             data["prompt_ids"], data["prompt_attention_mask"] = self._pad(prompt_ids, llm.pad_token_id, left=True)
         if answers is not None:
             answers = [answers] if isinstance(answers, str) else list(answers)

@@ -325,6 +325,24 @@ def test_full_checkpoint_roundtrip(tiny_bridge, tmp_path):
     assert torch.equal(reloaded.generate(**batch, tgt_lang="swh_Latn", max_new_tokens=5), expected)
 
 
+def test_chat_template_bos_is_not_repeated_after_the_source(tiny_bridge):
+    """The model places the LLM's BOS at position 0; a chat template that opens with BOS (Llama 3, Gemma) must not
+    put a second one between the source and the prompt."""
+    import copy
+
+    processor = copy.deepcopy(tiny_bridge[1])
+    llm = processor.llm_tokenizer
+    llm.bos_token = "<|endoftext|>"
+    llm.chat_template = "{{ bos_token }}### Instruction: {{ messages[0]['content'] }} ### Response:"
+    processor.use_chat_template, processor.source_in_prompt = True, False
+    batch = processor(QUESTIONS[:2], src_lang="swh_Latn", instruction="Answer the question.")
+    expected = llm("### Instruction: Answer the question. ### Response:", add_special_tokens=False)["input_ids"]
+    for ids, mask in zip(batch["prompt_ids"].tolist(), batch["prompt_attention_mask"].tolist()):
+        assert [i for i, m in zip(ids, mask) if m] == expected
+    llm.chat_template = "### Instruction: {{ messages[0]['content'] }} ### Response:"  # no BOS: the prompt is kept whole
+    assert processor(QUESTIONS[:1], src_lang="swh_Latn", instruction="Answer the question.")["prompt_ids"][0].tolist() == expected
+
+
 def test_device_map_auto_and_processor_settings_roundtrip(tiny_bridge, tmp_path):
     model, processor = tiny_bridge
     processor.max_source_length, processor.source_in_prompt = 64, False
