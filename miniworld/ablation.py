@@ -1,5 +1,6 @@
 """`python -m miniworld ablation`: every ablation row trained with the same seeds on the shipped bases, with one
-shorter schedule (1/3 of the main job's steps, to fit 3 seeds of 6 rows in ~30 min on 2 cores) shared by all rows,
+shorter schedule (1/3 of the main job's steps, to fit 3 seeds of 6 rows in ~30 min on 2 cores; the general world's
+stage 1 keeps its full length) shared by all rows,
 the reference recipe included, so rows compare with each other; each row's difference from the reference is a
 paired interval (stats.py). Rows are scored on the math problems (both answers); in the general world
 (`ablation --general --llm <family>`, the paper's Figure 4) also on the summaries and on translation."""
@@ -34,7 +35,10 @@ def folder_name(name: str) -> str:
 
 def ablation_parts(plan: Plan) -> tuple[list[Job], Callable[[dict], dict]]:
     """Every ablation row's jobs (each seed), and what turns their results into the ablation report."""
-    plan = replace(plan, schedule=plan.schedule.scaled(SCHEDULE_FRACTION))
+    short = plan.schedule.scaled(SCHEDULE_FRACTION)
+    if plan.general:  # stage 1 reads only after its loss drop (~step 900, ANALYSIS.md 9): a third would ablate bridges that cannot read
+        short = replace(short, stage1=plan.schedule.stage1, enc_only1=plan.schedule.enc_only1)
+    plan = replace(plan, schedule=short)
     step_generate(plan)
     nmt, llm = plan.base_folders()
     jobs = []
