@@ -36,7 +36,8 @@ def folder_name(name: str) -> str:
 def ablation_parts(plan: Plan) -> tuple[list[Job], Callable[[dict], dict]]:
     """Every ablation row's jobs (each seed), and what turns their results into the ablation report."""
     short = plan.schedule.scaled(SCHEDULE_FRACTION)
-    if plan.general:  # stage 1 reads only after its loss drop (~step 900, ANALYSIS.md 9): a third would ablate bridges that cannot read
+    if plan.general:  # stage 1 reads only after its loss drop (~step 900, ANALYSIS.md 9): a third of it would
+        # ablate bridges that cannot read
         short = replace(short, stage1=plan.schedule.stage1, enc_only1=plan.schedule.enc_only1)
     plan = replace(plan, schedule=short)
     step_generate(plan)
