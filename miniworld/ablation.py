@@ -33,13 +33,18 @@ def folder_name(name: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
 
 
+def ablation_schedule(plan: Plan):
+    """The main job's schedule cut to `SCHEDULE_FRACTION`, except the general world's stage 1: it reads only after
+    its loss drop (~step 900, ANALYSIS.md 9), so a third of it would ablate bridges that cannot read."""
+    short = plan.schedule.scaled(SCHEDULE_FRACTION)
+    if plan.general:
+        short = replace(short, stage1=plan.schedule.stage1, enc_only1=plan.schedule.enc_only1)
+    return short
+
+
 def ablation_parts(plan: Plan) -> tuple[list[Job], Callable[[dict], dict]]:
     """Every ablation row's jobs (each seed), and what turns their results into the ablation report."""
-    short = plan.schedule.scaled(SCHEDULE_FRACTION)
-    if plan.general:  # stage 1 reads only after its loss drop (~step 900, ANALYSIS.md 9): a third of it would
-        # ablate bridges that cannot read
-        short = replace(short, stage1=plan.schedule.stage1, enc_only1=plan.schedule.enc_only1)
-    plan = replace(plan, schedule=short)
+    plan = replace(plan, schedule=ablation_schedule(plan))
     step_generate(plan)
     nmt, llm = plan.base_folders()
     jobs = []

@@ -129,6 +129,20 @@ def test_nmt_sweep_keeps_both_directions_of_a_pair_and_about_its_share():
     assert not qad <= qab
 
 
+def test_ablation_schedule_keeps_the_general_stage_1_whole(tmp_path):
+    """Figure 4's shorter schedule cuts every stage to a third, except the general world's stage 1 (and the
+    encoder-only one), which reads only after its loss drop; the first world's ablation keeps its committed cut."""
+    from miniworld.ablation import SCHEDULE_FRACTION, ablation_schedule
+    from miniworld.pipeline import Plan
+
+    general = Plan.make(tmp_path, tmp_path, general=True)
+    short = ablation_schedule(general)
+    assert (short.stage1, short.enc_only1) == (general.schedule.stage1, general.schedule.enc_only1) == (2000, 2000)
+    assert short.stage2 == round(general.schedule.stage2 * SCHEDULE_FRACTION) < general.schedule.stage2
+    first = Plan.make(tmp_path, tmp_path)
+    assert ablation_schedule(first).stage1 == round(first.schedule.stage1 * SCHEDULE_FRACTION) == 67
+
+
 def test_nmt_sweep_jobs_wait_for_the_sweep_nmt(tmp_path):
     """Every system of the sweep is evaluated over (or trained on) the sweep's own NMT, never the shipped one."""
     from miniworld.pipeline import Plan
