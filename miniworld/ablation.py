@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 
+from .bridge import StageSchedule
 from .jobs import Job
 from .pipeline import Plan, outcomes, run_parts, step_generate, trained_system_jobs
 from .report import AVG, claims_vs, estimates_dict, math_estimates, math_groups, table, translation_estimates
@@ -33,7 +34,7 @@ def folder_name(name: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
 
 
-def ablation_schedule(plan: Plan):
+def ablation_schedule(plan: Plan) -> StageSchedule:
     """The main job's schedule cut to `SCHEDULE_FRACTION`, except the general world's stage 1: it reads only after
     its loss drop (~step 900, ANALYSIS.md 9), so a third of it would ablate bridges that cannot read."""
     short = plan.schedule.scaled(SCHEDULE_FRACTION)

@@ -410,8 +410,8 @@ def general_llm_config(family: str, tok, cfg: BaseConfig):
 def copy_documents(texts: list[str], n: int, seed: int) -> list[dict]:
     """`n` copy documents (`encode_general`: p, a newline, p again), p = 5-20 words drawn uniformly from the words of
     `texts`. Only copying from the context predicts the second p, and no word statistics do: a fresh LLM of the
-    general size learns it (an induction circuit) within a few hundred steps in random order, not within 1500 in length-grouped
-    batches (ANALYSIS.md section 8)."""
+    general size learns it (an induction circuit) within a few hundred steps in random order, not within 1500 in
+    length-grouped batches (ANALYSIS.md section 8)."""
     words = sorted({w for t in texts for w in t.split()})
     rng = random.Random(f"{seed}:copy-documents")
     passages = (" ".join(rng.choice(words) for _ in range(rng.randint(5, 20))) for _ in range(n))
