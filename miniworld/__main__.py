@@ -8,7 +8,7 @@
   summaries (XL-Sum's shape) and translation (Table 1) for every system, the harness's task instructions; results
   in results/miniworld/general/<llm>/.
 - bases: pretrain both bases from scratch and compare them with the shipped ones (metrics side by side, and
-  whether the weights are identical bit for bit). `--general`: the general world's bases instead (an NMT that also
+  whether the weights are identical bit for bit; `--what`: only these bases). `--general`: the general world's bases instead (an NMT that also
   knows stories and summaries, and general English LLMs of three families: Llama, Qwen2, Gemma).
 - ablation: every ablation row with the same seeds over the shipped bases (results/miniworld/ablation.md);
   `--general --llm <family>`: in the general world, on math, summaries and translation (the paper's Figure 4;
@@ -56,9 +56,10 @@ def main(argv: list[str] | None = None) -> int:
                              "with one column group per LLM)")
     parser.add_argument("--bases-from", default=None,
                         help="general: take the bases from this `bases --general` run folder instead of the shipped ones")
-    parser.add_argument("--what", nargs="+", default=["nmt", "llm"],
+    parser.add_argument("--what", nargs="+", default=None,
                         choices=["nmt", "llm", "bridge", "nmt-general", "llm-llama", "llm-qwen2", "llm-gemma"],
-                        help="publish: which checkpoints to ship from this run")
+                        help="publish: which checkpoints to ship from this run (default: nmt llm); bases: which bases "
+                             "to rebuild (default: all of the world's; the report keeps the others' last rows)")
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers {args.workers}: give 1 or more")
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--bases-from {args.bases_from}: only the `general` command takes its bases from a run folder")
     if args.command == "sweep" and args.fast:
         parser.error("sweep --fast: the sweep trains a full-size NMT; it has no CI variant (its report is unit-tested)")
+    if args.what and args.command not in ("bases", "publish"):
+        parser.error(f"--what {' '.join(args.what)}: only `bases` and `publish` take it")
+    args.what = args.what or (["nmt", "llm"] if args.command == "publish" else None)
     if args.llm == "all" and args.command not in ("general", "paper"):
         parser.error(f"--llm all: only the `general` command runs every LLM (`{args.command}` takes one)")
 
@@ -127,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         from .world import WorldConfig  # noqa: PLC0415
 
         kinds = GENERAL_BASES if args.general else FIRST_BASES
+        if args.what:
+            if not set(args.what) <= set(kinds):
+                parser.error(f"bases{' --general' if args.general else ''} --what {' '.join(args.what)}: this world's "
+                             f"bases are {', '.join(kinds)}")
+            kinds = tuple(args.what)
         if args.general and not args.out:
             plan = replace(plan, out=Path(f"{plan.out}-general"))
         if args.fast:  # the quick check: a small world, a few steps (the shipped bases come from the full command)

@@ -37,6 +37,7 @@ from transformers import (
     Trainer,
     TrainerCallback,
     TrainingArguments,
+    get_constant_schedule,
 )
 from transformers.trainer_callback import PrinterCallback
 
@@ -61,15 +62,19 @@ def trained_with(out: Path, cfg: BaseConfig, prefix: str) -> bool:
     trained with other settings stops the run: a changed recipe must not silently pick up the old base."""
     if not is_done(out):
         return False
-    recorded = json.loads((out / DONE).read_text()).get("config", {})
-    # a field added after the base was trained has its default there (defaults keep the old behaviour)
-    then = {f.name: f.default for f in fields(BaseConfig)} | recorded
-    changed = {k: (then[k], v) for k, v in asdict(cfg).items()
-               if (k.startswith(prefix) or k in ("max_len", "seed")) and then[k] != v}
+    changed = changed_settings(json.loads((out / DONE).read_text()).get("config", {}), cfg, prefix)
     if changed:
         raise RuntimeError(f"{out} holds a base trained with other settings (field: (then, now): {changed}); delete "
                            "the folder to retrain it, or give the run another --out")
     return True
+
+
+def changed_settings(recorded: dict, cfg: BaseConfig, prefix: str) -> dict:
+    """{field: (then, now)} of `cfg`'s `prefix` fields (and max_len, seed) that differ from a base's `recorded`
+    config; a field added after the base was trained has its default there (defaults keep the old behaviour)."""
+    then = {f.name: f.default for f in fields(BaseConfig)} | recorded
+    return {k: (then[k], v) for k, v in asdict(cfg).items()
+            if (k.startswith(prefix) or k in ("max_len", "seed")) and then[k] != v}
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -108,6 +113,11 @@ class BaseConfig:
     # data, and their share kept in that data so the circuit stays; 0 / 0.0: none (the first world's LLM)
     llm_copy_warmup_steps: int = 0
     llm_copy_fraction: float = 0.0
+    # the warm-up goes on in rounds of `llm_copy_warmup_steps` (fresh documents, the same optimizer) until a round
+    # ends with its copy loss below `llm_copy_warmup_until`, at most `llm_copy_warmup_rounds` rounds: when the drop
+    # comes differs between families (Llama and Qwen2 by step ~400, Gemma at ~900-1350; ANALYSIS.md section 9)
+    llm_copy_warmup_until: float = 0.0
+    llm_copy_warmup_rounds: int = 1
     # length-grouped batches (less padding); with them no LLM learnt to copy from its context (ANALYSIS.md section 8)
     llm_by_length: bool = True
 
@@ -117,9 +127,11 @@ class BaseConfig:
         story records 60% are math, 28% summaries, 12% plain stories; repeated passages add 10%), so it trains longer
         to keep its math (5000 steps with 45% math: 66% English accuracy; 7000 steps before the repeated passages,
         7700 with them: the same number of math records seen; ANALYSIS.md). It learns to copy from its context, which
-        stage 1 needs to read the mapped source: random order, a 600-step copy warm-up, 5% copy documents kept
+        stage 1 needs to read the mapped source: random order, a copy warm-up (600-step rounds until the copy loss is
+        below 1, at most 4), 5% copy documents kept
         (length-grouped, no LLM of the world learnt it; ANALYSIS.md section 8)."""
-        return cls(llm_steps=7700, llm_vocab=800, llm_copy_warmup_steps=600, llm_copy_fraction=0.05, llm_by_length=False)
+        return cls(llm_steps=7700, llm_vocab=800, llm_copy_warmup_steps=600, llm_copy_fraction=0.05, llm_by_length=False,
+                   llm_copy_warmup_until=1.0, llm_copy_warmup_rounds=4)
 
     @classmethod
     def fast(cls) -> BaseConfig:
@@ -150,14 +162,15 @@ class _ReportProgress(TrainerCallback):
             report_progress(self.name, state.global_step / state.max_steps)
 
 
-def _fit(name: str, model, args: TrainingArguments, data, collator, callbacks: list | None):
-    """`Trainer.train()` with its log lines kept in `state.log_history` (not printed: one display, jobs.py's)."""
+def _fit(name: str, model, args: TrainingArguments, data, collator, callbacks: list | None, optimizers=None):
+    """`Trainer.train()` with its log lines kept in `state.log_history` (not printed: one display, jobs.py's);
+    returns its result, the logged losses and the optimizer (to go on with it)."""
     trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collator,
-                      callbacks=[_ReportProgress(name), *(callbacks or [])])
+                      callbacks=[_ReportProgress(name), *(callbacks or [])], optimizers=optimizers or (None, None))
     trainer.remove_callback(PrinterCallback)
     result = trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return result, losses
+    return result, losses, getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # unwrapped from accelerate
 
 
 class _ListDataset(torch.utils.data.Dataset):
@@ -240,7 +253,7 @@ def train_nmt(world_dir: str | Path, out: str | Path, cfg: BaseConfig, callbacks
     args = _training_args(out, cfg.nmt_steps, cfg.nmt_batch, cfg.nmt_lr, cfg.seed)
     collator = DataCollatorForSeq2Seq(tok, model=model, pad_to_multiple_of=8, label_pad_token_id=-100)
     t0 = time.time()
-    result, losses = _fit(name, model, args, data, collator, callbacks)
+    result, losses, _ = _fit(name, model, args, data, collator, callbacks)
     model.generation_config = GenerationConfig(
         decoder_start_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id, max_new_tokens=cfg.max_len, num_beams=1,
@@ -336,7 +349,7 @@ def _fit_and_save_llm(name: str, model, tok, data, collator, out: Path, cfg: Bas
     with its losses and settings."""
     args = _training_args(out, cfg.llm_steps, cfg.llm_batch, cfg.llm_lr, cfg.seed, by_length=cfg.llm_by_length)
     t0 = time.time()
-    result, losses = _fit(name, model, args, data, collator, callbacks)
+    result, losses, _ = _fit(name, model, args, data, collator, callbacks)
     tok.padding_side = "left"
     model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                                pad_token_id=tok.pad_token_id, do_sample=False,
@@ -458,20 +471,28 @@ def train_general_llm(family: str, world_dir: str | Path, out: str | Path, cfg: 
     model = AutoModelForCausalLM.from_config(general_llm_config(family, tok, cfg))
     tok.padding_side = "right"
     collator = DataCollatorForSeq2Seq(tok, pad_to_multiple_of=8, label_pad_token_id=-100)
-    n_warmup = cfg.llm_copy_warmup_steps * 2 * cfg.llm_batch
-    copies = copy_documents(texts, n_warmup + round(cfg.llm_copy_fraction * len(rows)), cfg.seed)
-    warmup, kept = copies[:n_warmup], copies[n_warmup:]
-    warmup_losses = []
-    if warmup:
+    n_round, n_kept = cfg.llm_copy_warmup_steps * 2 * cfg.llm_batch, round(cfg.llm_copy_fraction * len(rows))
+    # the kept documents follow the first round's, so that a run which stops after one round saw what it did before
+    # the rounds existed (the shipped Llama and Qwen2 stay bit for bit the same)
+    copies = copy_documents(texts, n_kept + cfg.llm_copy_warmup_rounds * n_round, cfg.seed)
+    kept, rounds = copies[n_round:n_round + n_kept], [copies[:n_round]] + [
+        copies[n_kept + i * n_round:n_kept + (i + 1) * n_round] for i in range(1, cfg.llm_copy_warmup_rounds)]
+    warmup_losses, optimizer = [], None
+    for i, documents in enumerate(rounds if n_round else []):
         # random order (length-grouped batches never left the plateau), twice the batch at half the rate, constant:
         # the copy circuit appears in a sudden drop after a plateau, which a decaying rate can miss (ANALYSIS.md, 8)
         args = _training_args(out / "copy-warmup", cfg.llm_copy_warmup_steps, 2 * cfg.llm_batch, cfg.llm_lr / 2, cfg.seed,
                               by_length=False, schedule="constant_with_warmup")
-        _, warmup_losses = _fit(f"llm-{family} copy warm-up", model, args, _ListDataset(encode_general(tok, warmup, cfg.max_len)),
-                                collator, callbacks)
+        # rounds after the first go on with the first round's optimizer (its Adam moments) at the constant rate
+        schedule = None if optimizer is None else (optimizer, get_constant_schedule(optimizer))
+        _, losses, optimizer = _fit(f"llm-{family} copy warm-up {i + 1}", model, args,
+                               _ListDataset(encode_general(tok, documents, cfg.max_len)), collator, callbacks, schedule)
+        warmup_losses += losses
+        if losses[-1] < cfg.llm_copy_warmup_until:
+            break
     data = _ListDataset(encode_general(tok, rows + kept, cfg.max_len))
     return _fit_and_save_llm(f"llm-{family}", model, tok, data, collator, out, cfg, callbacks, max_new_tokens=96,
-                             family=family, **({"copy_warmup_losses": warmup_losses} if warmup else {}))
+                             family=family, **({"copy_warmup_losses": warmup_losses} if warmup_losses else {}))
 
 
 def pretrain(kind: str, world_dir: str | Path, out: str | Path, cfg: BaseConfig) -> str:

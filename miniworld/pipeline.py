@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import base_eval, shipped
-from .bases import FIRST_BASES, LLM_FAMILIES, BaseConfig, is_done, mark_done, pretrain
+from .bases import FIRST_BASES, GENERAL_BASES, LLM_FAMILIES, BaseConfig, changed_settings, is_done, mark_done, pretrain
 from .bridge import StageSchedule, encoder_only_jobs, sft_jobs, xbridge_jobs
 from .evaluate import math_outcomes, register_languages, run_benchmark, summary_outcomes, translation_stats
 from .jobs import Job, Stopwatch, run_jobs
@@ -267,11 +267,23 @@ def rebuild_bases(plan: Plan, cfg: BaseConfig | None = None, workers: int | None
             comparison["identical"][kind] = compare_weights(folder, shipped.checkpoint(kind))
         except (FileNotFoundError, ValueError):  # not shipped (yet)
             comparison["identical"][kind] = None
+            continue
+        # what the recipe changed since the shipped base was trained (empty: the same recipe)
+        changed = changed_settings(comparison["shipped"][kind].get("config", {}), cfg, "nmt_" if kind.startswith("nmt") else "llm_")
+        comparison["identical"][kind]["changed_settings"] = {k: list(v) for k, v in changed.items()}
     from .report import write_bases_report  # noqa: PLC0415
 
-    name = "bases" if kinds == FIRST_BASES else "bases-general"
+    name = "bases" if set(kinds) <= set(FIRST_BASES) else "bases-general"
+    everything = FIRST_BASES if name == "bases" else GENERAL_BASES
+    last = plan.results / ("base_models.json" if name == "bases" else "base_models_general.json")
+    if set(kinds) != set(everything) and last.exists():  # some bases rebuilt: the others keep the last report's rows
+        last_report = json.loads(last.read_text())
+        for section in ("rebuilt", "shipped", "identical"):
+            merged = last_report[section] | comparison[section]
+            comparison[section] = {kind: merged[kind] for kind in everything if kind in merged}
+        comparison["from_last_report"] = [kind for kind in comparison["rebuilt"] if kind not in kinds]
     write_bases_report(comparison, plan.results, name)
-    write_run_info(plan.results, name, clock.times, workers)
+    write_run_info(plan.results, name if set(kinds) == set(everything) else f"{name} {' '.join(kinds)}", clock.times, workers)
     return comparison
 
 

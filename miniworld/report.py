@@ -311,9 +311,14 @@ def write_bases_report(comparison: dict, results: Path, name: str = "bases") -> 
         elif result["identical"]:
             lines.append(f"- {kind}: **identical bit for bit** to the shipped checkpoint on this machine")
         else:
+            changed = result.get("changed_settings")
+            why = (f"trained with other settings ({', '.join(f'`{k}` {a} -> {b}' for k, (a, b) in changed.items())})"
+                   if changed else "with the same settings, data and code: another CPU type or library version")
             lines.append(f"- {kind}: differs from the shipped checkpoint (largest difference {result['max_abs_diff']:.3g} "
-                         f"in `{result.get('worst_tensor')}`; inf: another shape): with the same data and code, another CPU "
-                         "type or library version; compare the metrics")
+                         f"in `{result.get('worst_tensor')}`; inf: another shape): {why}; compare the metrics")
+    if comparison.get("from_last_report"):
+        lines += ["", f"This run rebuilt {', '.join(k for k in rebuilt if k not in comparison['from_last_report'])}; the "
+                  f"rows of {', '.join(comparison['from_last_report'])} are the last report's."]
     stem = "base_models" if name == "bases" else "base_models_general"
     (results / f"{stem}.md").write_text("\n".join(lines) + "\n")
     (results / f"{stem}.json").write_text(json.dumps(comparison, indent=1, ensure_ascii=False) + "\n")

@@ -221,6 +221,31 @@ def test_bases_fast_general_pretraining_starts_and_losses_fall(tmp_path):
             assert 0 <= metrics["summary_rouge_l"] <= 100 and metrics["n_stories"] == WorldConfig.fast().n_test_stories
 
 
+def test_copy_warmup_goes_on_in_rounds_until_its_loss_is_low(world_dir, tmp_path):
+    """The copy warm-up's rounds (`BaseConfig.llm_copy_warmup_until`): a run whose first round already ends below
+    the bound trains exactly as a one-round warm-up did (bit for bit: the shipped Llama and Qwen2 keep their weights),
+    and a bound no round reaches runs every round, each logging its losses."""
+    import torch
+    from safetensors.torch import load_file
+
+    from miniworld.bases import BaseConfig, train_general_llm
+
+    small = dataclasses.replace(BaseConfig.fast(), llm_steps=8, llm_d_model=32, llm_ffn=64, llm_heads=2, llm_batch=4,
+                                llm_copy_warmup_steps=20, llm_copy_fraction=0.05, llm_by_length=False)
+    torch.set_num_threads(1)
+    runs = {name: train_general_llm("llama", world_dir, tmp_path / name, dataclasses.replace(small, **changed))
+            for name, changed in (("one-round", {}),
+                                  ("stops-after-one", dict(llm_copy_warmup_until=1e9, llm_copy_warmup_rounds=3)),
+                                  ("every-round", dict(llm_copy_warmup_until=0.0, llm_copy_warmup_rounds=3)))}
+    info = {name: json.loads((folder / "COMPLETED").read_text()) for name, folder in runs.items()}
+    weights = {name: load_file(folder / "model.safetensors") for name, folder in runs.items()}
+    assert info["stops-after-one"]["copy_warmup_losses"] == info["one-round"]["copy_warmup_losses"]
+    assert all(torch.equal(weights["one-round"][k], weights["stops-after-one"][k]) for k in weights["one-round"])
+    losses = info["every-round"]["copy_warmup_losses"]
+    assert len(losses) == 3 * len(info["one-round"]["copy_warmup_losses"]) and losses[-1] < losses[0], losses
+    assert not all(torch.equal(weights["one-round"][k], weights["every-round"][k]) for k in weights["one-round"])
+
+
 def test_shipped_checkpoints_match_their_checksums_and_name_a_corrupted_file(tmp_path, monkeypatch):
     import shutil
 
