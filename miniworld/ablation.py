@@ -2,7 +2,7 @@
 shorter schedule (1/3 of the main job's steps, to fit 3 seeds of 6 rows in ~30 min on 2 cores; the general world's
 stage 1 keeps its full length) shared by all rows,
 the reference recipe included, so rows compare with each other; each row's difference from the reference is a
-paired interval (stats.py). Rows are scored on the math problems (both answers); in the general world
+paired interval (stats.py). Rows that keep the reference's stage 1 share its folder (`shared_stage1`). Rows are scored on the math problems (both answers); in the general world
 (`ablation --general --llm <family>`, the paper's Figure 4) also on the summaries and on translation."""
 
 from __future__ import annotations
@@ -43,9 +43,22 @@ def ablation_schedule(plan: Plan) -> StageSchedule:
     return short
 
 
+def shared_stage1(plan: Plan, main_schedule: StageSchedule, name: str, seed: int) -> dict:
+    """`{"stage1": folder}` for rows whose stage 1 is the reference's (the merged stages change only what follows
+    it): the main job's own stage 1 when the ablation's is as long (the general world; one run serves both, and a
+    finished main job's is reused), else the reference row's; {} for rows with a stage 1 of their own."""
+    if name == "no decoder (encoder-only)":
+        same = plan.schedule.enc_only1 == main_schedule.enc_only1
+        return {"stage1": plan.out / "encoder-only" / f"seed{seed}" / "stage1"} if same else {}
+    if name not in (REFERENCE, "stages 2+3 merged"):
+        return {}
+    root = plan.out / "xbridge" if plan.schedule.stage1 == main_schedule.stage1 else plan.out / "ablation" / folder_name(REFERENCE)
+    return {"stage1": root / f"seed{seed}" / "stage1"}
+
+
 def ablation_parts(plan: Plan) -> tuple[list[Job], Callable[[dict], dict]]:
     """Every ablation row's jobs (each seed), and what turns their results into the ablation report."""
-    plan = replace(plan, schedule=ablation_schedule(plan))
+    main_schedule, plan = plan.schedule, replace(plan, schedule=ablation_schedule(plan))
     step_generate(plan)
     nmt, llm = plan.base_folders()
     jobs = []
@@ -53,7 +66,8 @@ def ablation_parts(plan: Plan) -> tuple[list[Job], Callable[[dict], dict]]:
         system = "xbridge-encoder-only" if recipe is None else "xbridge"
         for seed in plan.seeds:
             jobs += trained_system_jobs(plan, system, seed, plan.out / "ablation" / folder_name(name), nmt, llm,
-                                        tag=name, translation=plan.general, **(recipe or {}))
+                                        tag=name, translation=plan.general, **(recipe or {}),
+                                        **shared_stage1(plan, main_schedule, name, seed))
 
     def report(done: dict) -> dict:
         rows = {name: [outcomes(done[f"{name}/s{seed}/eval"]) for seed in plan.seeds] for name in ABLATIONS}

@@ -131,14 +131,15 @@ _COST = {"stage1": 0.7, "stage2": 0.35, "stage3": 0.3, "stage23": 0.8, "enc1": 0
 
 def xbridge_jobs(name: str, world: Path, nmt: str, llm: str, schedule: StageSchedule, root: Path, seed: int,
                  ot_backend: str = "relaxed", lambda_ot: float | None = None, merged: bool = False,
-                 defect: bool = False) -> list[Job]:
+                 defect: bool = False, stage1: Path | None = None) -> list[Job]:
     """Stages 1 -> 2 -> 3 (or 1 -> merged 2+3; or a stage 1 with the decoder side frozen) as a job chain; the
-    last job is named `name` and returns the final bridge's folder."""
+    last job is named `name` and returns the final bridge's folder. `stage1`: stage 1's folder, when another chain
+    shares it (the same command there: jobs.run_jobs runs it once)."""
     extra = ["--ot_backend", ot_backend] + (["--lambda_ot", str(lambda_ot)] if lambda_ot is not None else [])
     bases = ["--nmt_name_or_path", nmt, "--llm_name_or_path", llm]
     scale = schedule.batch / 32
     s1_cmd = ["miniworld.variants", "stage1-defect"] if defect else ["train", "stage1"]
-    s1 = root / "stage1"
+    s1 = stage1 or root / "stage1"
     jobs = [Job(f"{name}/stage1", train, (str(s1), s1_cmd + ["--config", "train/configs/stage1.yaml"],
                 common_flags(schedule, schedule.stage1, s1, world / "stage1.jsonl", seed) + bases + extra),
                 cost=schedule.stage1 * _COST["stage1"] * scale)]
@@ -160,9 +161,11 @@ def xbridge_jobs(name: str, world: Path, nmt: str, llm: str, schedule: StageSche
     return jobs
 
 
-def encoder_only_jobs(name: str, world: Path, nmt: str, llm: str, schedule: StageSchedule, root: Path, seed: int) -> list[Job]:
-    """The MindMerger-design baseline: encoder side only, translation pairs then task data, CE_llm."""
-    e1, e2 = root / "stage1", root / "stage2"
+def encoder_only_jobs(name: str, world: Path, nmt: str, llm: str, schedule: StageSchedule, root: Path, seed: int,
+                      stage1: Path | None = None) -> list[Job]:
+    """The MindMerger-design baseline: encoder side only, translation pairs then task data, CE_llm (`stage1`: as
+    in `xbridge_jobs`)."""
+    e1, e2 = stage1 or root / "stage1", root / "stage2"
     scale = schedule.batch / 32
     return [
         Job(f"{name}/stage1", train, (str(e1), ["train", "encoder-only", "--config", "train/configs/stage1.yaml",

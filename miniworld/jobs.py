@@ -16,7 +16,7 @@ import os
 import queue as queue_module
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from tqdm.auto import tqdm
@@ -70,13 +70,21 @@ def run_jobs(jobs: list[Job], workers: int | None = None, desc: str = "jobs") ->
     unknown = {dep for job in jobs for dep in job.after} - set(names)
     if unknown:
         raise ValueError(f"jobs depend on unknown jobs {sorted(unknown)}; known: {names}")
+    # identical jobs (the same function and arguments: a stage two parts share, as the ablation's reference shares
+    # the main job's stage 1) run once; the others take its result
+    first, alias = {}, {}
+    for job in jobs:
+        key = (job.fn.__module__, job.fn.__qualname__, repr(job.args))
+        alias[job.name] = first.setdefault(key, job.name)
+    jobs = [replace(job, after=tuple(alias[dep] for dep in job.after)) for job in jobs if alias[job.name] == job.name]
     workers = workers or default_workers()
     # job processes inherit JOB_ENV from their start (tqdm reads TQDM_DISABLE when it is imported, before any
     # initializer could set it); this process's own bar was configured at its import and stays on
     saved = {key: os.environ.get(key) for key in JOB_ENV}
     os.environ.update(JOB_ENV)
     try:
-        return _run(jobs, workers, desc)
+        results = _run(jobs, workers, desc)
+        return {name: results[target] for name, target in alias.items()}
     finally:
         for key, value in saved.items():
             if value is None:

@@ -141,11 +141,12 @@ def outcomes(runs: dict) -> dict:
 def trained_system_jobs(plan: Plan, system: str, seed: int, root: Path, nmt: str, llm: str, tag: str | None = None,
                         translation: bool = True, **recipe) -> list[Job]:
     """Training chain + evaluation of one trained system for one seed; the evaluation job is `<tag>/s<seed>/eval`
-    (tag: the system's name unless given; `translation`: XBridge is also scored on the held-out sentences)."""
+    (tag: the system's name unless given; `translation`: XBridge is also scored on the held-out sentences;
+    `recipe`: `bridge.xbridge_jobs`' keywords; encoder-only takes `stage1` only)."""
     name = f"{tag or system}/s{seed}"
     folder = root / f"seed{seed}"
     if system == "xbridge-encoder-only":
-        chain = encoder_only_jobs(name, plan.data_dir, nmt, llm, plan.schedule, folder, seed)
+        chain = encoder_only_jobs(name, plan.data_dir, nmt, llm, plan.schedule, folder, seed, **recipe)
     elif system == "sft":
         chain = sft_jobs(name, plan.data_dir, llm, plan.schedule, folder, seed)
     else:

@@ -2,6 +2,7 @@
 
 import dataclasses
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,6 +144,35 @@ def test_ablation_schedule_keeps_the_general_stage_1_whole(tmp_path):
     assert ablation_schedule(first).stage1 == round(first.schedule.stage1 * SCHEDULE_FRACTION) == 67
 
 
+def test_ablation_rows_share_the_stage_1_they_do_not_change(tmp_path):
+    """The reference and the merged row train one stage 1 per seed: in the general world the main job's own (the
+    same command: the job runner runs it once in `paper`), in the first world (a shorter stage 1) the reference's.
+    The rows that change stage 1 (Sinkhorn, no OT, the defect) train their own."""
+    from miniworld.ablation import REFERENCE, ablation_parts
+    from miniworld.pipeline import Plan, main_job_parts
+    from miniworld.world import WorldConfig
+
+    def stage1(jobs, name):
+        return next(job.args for job in jobs if job.name == name)
+
+    general = dataclasses.replace(Plan.make(tmp_path / "g", tmp_path / "gr", general=True), world=WorldConfig.fast())
+    ablation, _ = ablation_parts(general)
+    main, _ = main_job_parts(general)
+    for seed in general.seeds:
+        assert stage1(ablation, f"{REFERENCE}/s{seed}/stage1") == stage1(main, f"xbridge/s{seed}/stage1")
+        assert stage1(ablation, f"stages 2+3 merged/s{seed}/stage1") == stage1(main, f"xbridge/s{seed}/stage1")
+        assert (stage1(ablation, f"no decoder (encoder-only)/s{seed}/stage1")
+                == stage1(main, f"xbridge-encoder-only/s{seed}/stage1"))
+        for own in ("sinkhorn OT", "no OT", "stage-1 defect"):
+            assert stage1(ablation, f"{own}/s{seed}/stage1") != stage1(main, f"xbridge/s{seed}/stage1"), own
+    assert stage1(ablation, f"{REFERENCE}/s0/stage1") != stage1(ablation, f"{REFERENCE}/s1/stage1")
+    first = dataclasses.replace(Plan.make(tmp_path / "f", tmp_path / "fr"), world=WorldConfig.fast())
+    ablation, _ = ablation_parts(first)
+    main, _ = main_job_parts(first)
+    assert stage1(ablation, "stages 2+3 merged/s0/stage1") == stage1(ablation, f"{REFERENCE}/s0/stage1")
+    assert stage1(ablation, f"{REFERENCE}/s0/stage1") != stage1(main, "xbridge/s0/stage1")  # a third of its steps
+
+
 def test_nmt_sweep_jobs_wait_for_the_sweep_nmt(tmp_path):
     """Every system of the sweep is evaluated over (or trained on) the sweep's own NMT, never the shipped one."""
     from miniworld.pipeline import Plan
@@ -167,6 +197,22 @@ def _square(x):
 
 def _add(x, *after):
     return x + sum(after)
+
+
+def _logged_square(log, x):
+    with open(log, "a") as f:
+        f.write(f"{x}\n")
+    return x * x
+
+
+def test_job_runner_runs_identical_jobs_once(tmp_path):
+    """Two parts' identical jobs (the ablation's reference stage 1 is the main job's) run once; both names get its
+    result, and a job after the second waits for the first."""
+    log = str(tmp_path / "runs.log")
+    jobs = [Job("main:stage1", _logged_square, (log, 3)), Job("ablation:stage1", _logged_square, (log, 3)),
+            Job("other", _logged_square, (log, 4)), Job("ablation:stage2", _add, (1,), after=("ablation:stage1",))]
+    assert run_jobs(jobs, workers=2) == {"main:stage1": 9, "ablation:stage1": 9, "other": 16, "ablation:stage2": 10}
+    assert sorted(Path(log).read_text().split()) == ["3", "4"]
 
 
 def test_job_runner_respects_dependencies_and_reports_failures():
