@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from .bridge import StageSchedule
 from .jobs import Job
-from .pipeline import Plan, outcomes, run_parts, step_generate, trained_system_jobs
+from .pipeline import Plan, run_parts, step_generate, trained_system_jobs
 from .report import AVG, claims_vs, estimates_dict, math_estimates, math_groups, table, translation_estimates
 
 REFERENCE = "xbridge (relaxed OT)"
@@ -70,7 +70,7 @@ def ablation_parts(plan: Plan) -> tuple[list[Job], Callable[[dict], dict]]:
                                         **shared_stage1(plan, main_schedule, name, seed))
 
     def report(done: dict) -> dict:
-        rows = {name: [outcomes(done[f"{name}/s{seed}/eval"]) for seed in plan.seeds] for name in ABLATIONS}
+        rows = {name: [done[f"{name}/s{seed}/eval"] for seed in plan.seeds] for name in ABLATIONS}
         return write_ablation_report(plan, rows)
 
     return jobs, report

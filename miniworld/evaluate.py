@@ -163,3 +163,42 @@ def chrf_from_stats(summed) -> float:
 def bleu_from_stats(summed) -> float:
     """BLEU of summed sufficient statistics (`translation_stats(..., "BLEU")`; scoring needs no tokenizer)."""
     return _metric("BLEU")._compute_score_from_stats(list(summed)).score
+
+
+# ------------------------------------------------------------------------------------------ evaluation jobs
+def evaluate(system: str, benchmarks: tuple[str, ...], world: str, out: str, langs: list[str], limit: int | None,
+             models: dict, instructed: bool = False, *trained) -> dict:
+    """One system on the world's test sets (a job): its per-item outcomes (`outcomes`), and a trained system's
+    stage losses (`chain_losses`); `trained`: the bridge folder of the job it waited for; `instructed`: the
+    harness's task instructions (the general world)."""
+    if trained:
+        models = {**models, "model": trained[-1]}
+    runs = {}
+    for benchmark in benchmarks:
+        use = [c for c in langs if c != ENGLISH] if benchmark == "flores" else langs
+        runs[benchmark] = run_benchmark(benchmark, system, world, out, use, limit=limit, instructed=instructed, **models)
+    return outcomes(runs) | ({"losses": chain_losses(trained[-1])} if trained else {})
+
+
+def chain_losses(folder: str | Path) -> dict[str, dict[str, list[float]]]:
+    """{stage folder name: logged losses} of a trained system's folder and every stage it was trained from
+    (`--model_name_or_path` in each stage's COMPLETED command)."""
+    losses, folder = {}, Path(folder)
+    while (folder / "COMPLETED").exists():
+        done = json.loads((folder / "COMPLETED").read_text())
+        losses[folder.name] = done["losses"]
+        command = done.get("command", [])
+        if "--model_name_or_path" not in command:
+            break
+        folder = Path(command[command.index("--model_name_or_path") + 1])
+    return losses
+
+
+def outcomes(runs: dict) -> dict:
+    """Per-item outcomes of one evaluation job: {"mgsm": math_outcomes, "xlsum": summary_outcomes, "flores":
+    translation_stats}."""
+    scorers = {"mgsm": math_outcomes, "xlsum": summary_outcomes, "flores": translation_stats}
+    out = {benchmark: scorers[benchmark](folder) for benchmark, folder in runs.items()}
+    if "flores" in runs:
+        out["flores-bleu"] = translation_stats(runs["flores"], "BLEU")
+    return out

@@ -11,12 +11,17 @@ is running; jobs' own progress bars are off and the training subprocesses write 
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import multiprocessing
 import os
 import queue as queue_module
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 from tqdm.auto import tqdm
@@ -37,6 +42,9 @@ class Job:
     args: tuple = ()
     after: tuple[str, ...] = ()  # jobs whose results this one needs; their results are appended to `args`
     cost: float = 1.0  # expected share of the work, for the progress bar only
+    # where its result is kept (a committed .json.gz beside the report): a later run whose job has the same
+    # fingerprint (`fingerprints`) takes the result from there and skips it, and the jobs only it needed
+    cache: str | None = None
 
 
 def _start_job_process(threads: int, progress) -> None:
@@ -74,27 +82,108 @@ def run_jobs(jobs: list[Job], workers: int | None = None, desc: str = "jobs") ->
     # the main job's stage 1) run once; the others take its result
     first, alias = {}, {}
     for job in jobs:
-        key = (job.fn.__module__, job.fn.__qualname__, repr(job.args))
-        alias[job.name] = first.setdefault(key, job.name)
+        alias[job.name] = first.setdefault((_qualname(job.fn), repr(job.args)), job.name)
     jobs = [replace(job, after=tuple(alias[dep] for dep in job.after)) for job in jobs if alias[job.name] == job.name]
+    prints = fingerprints(jobs)
+    cached = {job.name: result for job in jobs if (result := read_cache(job, prints[job.name])) is not None}
+    to_run = needed(jobs, cached)
     workers = workers or default_workers()
     # job processes inherit JOB_ENV from their start (tqdm reads TQDM_DISABLE when it is imported, before any
     # initializer could set it); this process's own bar was configured at its import and stays on
     saved = {key: os.environ.get(key) for key in JOB_ENV}
     os.environ.update(JOB_ENV)
     try:
-        results = _run(jobs, workers, desc)
-        return {name: results[target] for name, target in alias.items()}
+        results = _run([job for job in jobs if job.name in to_run], workers, desc, dict(cached), prints)
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    return {name: results[target] for name, target in alias.items() if target in results}
 
 
-def _run(jobs: list[Job], workers: int, desc: str) -> dict:
-    results: dict = {}
+# ------------------------------------------------------------------------------------------- kept results
+# Written by hand: a job's result kept across machines and sessions (a committed file), keyed by everything that
+# determines it; Hub/datasets caches key downloads, not the results of a pool of training jobs.
+REPO = Path(__file__).resolve().parent.parent
+# the code whose change can change a result (the reports only turn results into tables; they are not in it)
+RESULT_CODE = ("configuration_xbridge.py", "modeling_xbridge.py", "processing_xbridge.py", "pyproject.toml",
+               "train/**/*.py", "train/configs/*", "eval/**/*.py", "miniworld/world.py", "miniworld/bases.py",
+               "miniworld/bridge.py", "miniworld/variants.py", "miniworld/evaluate.py", "miniworld/nllb_tokenizer.py",
+               "miniworld/checkpoints/SHA256SUMS")
+
+
+def _qualname(fn: Callable) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def code_state() -> str:
+    """A hash of `RESULT_CODE`'s files and the library versions: any change there is a new fingerprint."""
+    import torch  # noqa: PLC0415
+    import transformers  # noqa: PLC0415
+
+    digest = hashlib.sha256(f"{sys.version_info[:2]} torch {torch.__version__} transformers {transformers.__version__}".encode())
+    for path in sorted({p for pattern in RESULT_CODE for p in REPO.glob(pattern) if p.is_file()}):
+        digest.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def fingerprints(jobs: list[Job]) -> dict[str, str]:
+    """{name: fingerprint}: the job's function and arguments (this checkout's path written as `<repo>`, so another
+    checkout agrees), the fingerprints of the jobs it waits for, and `code_state()`."""
+    by_name, prints, code = {job.name: job for job in jobs}, {}, code_state()
+
+    def of(name: str) -> str:
+        if name not in prints:
+            job = by_name[name]
+            text = json.dumps([_qualname(job.fn), repr(job.args).replace(str(REPO), "<repo>"),
+                               [of(dep) for dep in job.after], code])
+            prints[name] = hashlib.sha256(text.encode()).hexdigest()
+        return prints[name]
+
+    return {job.name: of(job.name) for job in jobs}
+
+
+def read_cache(job: Job, fingerprint: str):
+    """The job's kept result if its cache file holds this fingerprint, else None."""
+    if not job.cache or not Path(job.cache).exists():
+        return None
+    with gzip.open(job.cache, "rt", encoding="utf-8") as f:
+        kept = json.load(f)
+    return kept["result"] if kept["fingerprint"] == fingerprint else None
+
+
+def write_cache(job: Job, fingerprint: str, result) -> None:
+    """Atomically (a killed run never leaves half a file); gzip's timestamp is fixed, so the same result gives the
+    same bytes."""
+    path = Path(job.cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(dict(job=job.name, fingerprint=fingerprint, result=result), sort_keys=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as f:
+        f.write(text.encode("utf-8"))
+    os.replace(tmp, path)
+
+
+def needed(jobs: list[Job], cached: dict) -> set[str]:
+    """The jobs still to run: those not cached that a result is wanted from (no job waits for them) or that a job
+    still to run waits for."""
+    waited_for = {dep for job in jobs for dep in job.after}
+    todo = {job.name for job in jobs if job.name not in cached and job.name not in waited_for}
+    frontier = list(todo)
+    by_name = {job.name: job for job in jobs}
+    while frontier:
+        for dep in by_name[frontier.pop()].after:
+            if dep not in cached and dep not in todo:
+                todo.add(dep)
+                frontier.append(dep)
+    return todo
+
+
+def _run(jobs: list[Job], workers: int, desc: str, results: dict, prints: dict[str, str]) -> dict:
+    """Runs `jobs` on top of `results` (the kept ones) and returns all; a job with a cache file writes its result
+    there as soon as it is done (a run stopped halfway keeps what it finished)."""
     pending = {job.name: job for job in jobs}
     by_name = dict(pending)
     fractions = {job.name: 0.0 for job in jobs}
@@ -117,6 +206,8 @@ def _run(jobs: list[Job], workers: int, desc: str) -> dict:
                 for future in done:
                     name = running.pop(future)
                     results[name] = future.result()  # re-raises a job's exception, naming its traceback
+                    if by_name[name].cache:
+                        write_cache(by_name[name], prints[name], results[name])
                     fractions[name] = 1.0
                 while True:
                     try:

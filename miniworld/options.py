@@ -27,9 +27,9 @@ from pathlib import Path
 from . import shipped
 from .bases import read_jsonl
 from .bridge import StageSchedule, common_flags, train
-from .evaluate import register_languages
+from .evaluate import evaluate, register_languages
 from .jobs import Job, Stopwatch, run_jobs
-from .pipeline import Plan, evaluate, outcomes, step_generate, write_run_info
+from .pipeline import Plan, step_generate, write_run_info
 from .report import AVG, claims_vs, estimates_dict, math_estimates, table
 from .world import ENGLISH, short_code
 
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     clock.run("generate", step_generate, plan)
     jobs = [job for seed in plan.seeds for name in VARIANTS for job in variant_jobs(plan, name, seed)]
     done = clock.run("train_and_evaluate", run_jobs, jobs, args.workers, "options")
-    rows = {name: [outcomes(done[f"{name}/s{seed}/eval"]) for seed in plan.seeds] for name in VARIANTS}
+    rows = {name: [done[f"{name}/s{seed}/eval"] for seed in plan.seeds] for name in VARIANTS}
     weights = layer_weights({n: dict(model=done[f"{n}/s{plan.seeds[0]}"]) for n in ("global_softmax", "token_softmax")},
                             plan.world_dir)
     write_report(plan, rows, weights)

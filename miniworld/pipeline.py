@@ -23,7 +23,7 @@ from pathlib import Path
 from . import base_eval, shipped
 from .bases import FIRST_BASES, GENERAL_BASES, LLM_FAMILIES, BaseConfig, changed_settings, is_done, mark_done, pretrain
 from .bridge import StageSchedule, encoder_only_jobs, sft_jobs, xbridge_jobs
-from .evaluate import math_outcomes, register_languages, run_benchmark, summary_outcomes, translation_stats
+from .evaluate import evaluate, register_languages
 from .jobs import Job, Stopwatch, run_jobs
 from .world import ENGLISH, LOW_RESOURCE, UNSEEN, WorldConfig, generate
 
@@ -93,6 +93,13 @@ class Plan:
         return {"xbridge-encoder-only": ("mgsm", "flores"), "translate-test": ("mgsm", "xlsum"), "sft": ("mgsm", "xlsum")}.get(
             system, ("mgsm", "xlsum", "flores"))  # translate-test translates with the NMT: its row would repeat nmt's
 
+    def kept(self, folder: Path) -> str | None:
+        """Where the evaluation of the run folder `folder` keeps its result beside the report (jobs.Job.cache), so
+        that a report can be completed over several sessions or machines; None with bases from a run folder."""
+        if self.bases:
+            return None
+        return str(self.results / "kept" / f"{folder.relative_to(self.out).as_posix()}.json.gz")
+
     def eval_langs(self) -> list[str]:
         langs = list(self.langs) if self.langs else register_languages(self.world_dir)
         return [ENGLISH, *langs]
@@ -115,29 +122,6 @@ def step_generate(plan: Plan) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ evaluation jobs
-def evaluate(system: str, benchmarks: tuple[str, ...], world: str, out: str, langs: list[str], limit: int | None,
-             models: dict, instructed: bool = False, *trained) -> dict:
-    """One system on the world's test sets (a job); `trained`: the bridge folder of the job it waited for;
-    `instructed`: the harness's task instructions (the general world)."""
-    if trained:
-        models = {**models, "model": trained[-1]}
-    runs = {}
-    for benchmark in benchmarks:
-        use = [c for c in langs if c != ENGLISH] if benchmark == "flores" else langs
-        runs[benchmark] = run_benchmark(benchmark, system, world, out, use, limit=limit, instructed=instructed, **models)
-    return runs
-
-
-def outcomes(runs: dict) -> dict:
-    """Per-item outcomes of one evaluation job: {"mgsm": math_outcomes, "xlsum": summary_outcomes, "flores":
-    translation_stats}."""
-    scorers = {"mgsm": math_outcomes, "xlsum": summary_outcomes, "flores": translation_stats}
-    out = {benchmark: scorers[benchmark](folder) for benchmark, folder in runs.items()}
-    if "flores" in runs:
-        out["flores-bleu"] = translation_stats(runs["flores"], "BLEU")
-    return out
-
-
 def trained_system_jobs(plan: Plan, system: str, seed: int, root: Path, nmt: str, llm: str, tag: str | None = None,
                         translation: bool = True, **recipe) -> list[Job]:
     """Training chain + evaluation of one trained system for one seed; the evaluation job is `<tag>/s<seed>/eval`
@@ -155,7 +139,8 @@ def trained_system_jobs(plan: Plan, system: str, seed: int, root: Path, nmt: str
     evaluation = Job(f"{name}/eval", evaluate, (system if system in ("xbridge-encoder-only", "sft") else "xbridge", benchmarks,
                                                 str(plan.world_dir), str(folder / "eval"), plan.eval_langs(), plan.limit,
                                                 {}, plan.general),
-                     after=(name,), cost=15.0 * len(benchmarks) + 30.0 * ("flores" in benchmarks))
+                     after=(name,), cost=15.0 * len(benchmarks) + 30.0 * ("flores" in benchmarks),
+                     cache=plan.kept(root / f"seed{seed}"))
     return [*chain, evaluation]
 
 
@@ -177,7 +162,8 @@ def main_job_parts(plan: Plan) -> tuple[list[Job], Callable[[dict], dict]]:
             jobs += trained_system_jobs(plan, "sft", seed, plan.out / "sft", nmt, llm)
     untrained = {"direct": dict(llm=llm), "translate-test": dict(nmt=nmt, llm=llm), "nmt": dict(nmt=nmt)}
     jobs += [Job(f"{system}/eval", evaluate, (system, plan.benchmarks(system), world, str(out), langs, plan.limit, models,
-                                              plan.general), cost=10.0 * len(plan.benchmarks(system)) + 10.0 * (system != "direct"))
+                                              plan.general), cost=10.0 * len(plan.benchmarks(system)) + 10.0 * (system != "direct"),
+                 cache=plan.kept(out / system))
              for system, models in untrained.items()]
     for seed in plan.seeds:
         jobs += trained_system_jobs(plan, "xbridge", seed, plan.out / "xbridge", nmt, llm)
@@ -185,9 +171,9 @@ def main_job_parts(plan: Plan) -> tuple[list[Job], Callable[[dict], dict]]:
 
     def report(results: dict) -> dict:
         trained = ("xbridge", "xbridge-encoder-only", "sft") if plan.general else ("xbridge", "xbridge-encoder-only")
-        per_system = {system: [outcomes(results[f"{system}/s{seed}/eval"]) for seed in plan.seeds] for system in trained}
-        per_system.update({system: [outcomes(results[f"{system}/eval"])] for system in ("direct", "translate-test", "nmt")})
-        losses = {f"xbridge/s{seed}/{stage}": json.loads((plan.out / "xbridge" / f"seed{seed}" / stage / "COMPLETED").read_text())["losses"]
+        per_system = {system: [results[f"{system}/s{seed}/eval"] for seed in plan.seeds] for system in trained}
+        per_system.update({system: [results[f"{system}/eval"]] for system in ("direct", "translate-test", "nmt")})
+        losses = {f"xbridge/s{seed}/{stage}": results[f"xbridge/s{seed}/eval"]["losses"][stage]
                   for seed in plan.seeds for stage in ("stage1", "stage2", "stage3")}
         return write_main_report(plan, per_system, losses)
 

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from . import stats
 from .bases import NMT_SWEEP_LEVELS, BaseConfig, pretrain
+from .evaluate import evaluate
 from .jobs import Job
-from .pipeline import STEP_COST, Plan, evaluate, outcomes, run_parts, step_generate, trained_system_jobs
+from .pipeline import STEP_COST, Plan, run_parts, step_generate, trained_system_jobs
 from .report import AVG, label, math_estimates, math_groups, translation_estimates
 from .world import LOW_RESOURCE, short_code
 
@@ -50,7 +51,7 @@ def sweep_jobs(plan: Plan) -> list[Job]:
     for system, models in {"nmt": dict(nmt=nmt), "translate-test": dict(nmt=nmt, llm=llm)}.items():
         jobs.append(Job(f"{system}/eval", evaluate_after_nmt, (system, plan.benchmarks(system), world,
                                                                str(plan.out / "eval"), langs, plan.limit, models, True),
-                        after=("nmt-sweep",), cost=40.0))
+                        after=("nmt-sweep",), cost=40.0, cache=plan.kept(plan.out / "eval" / system)))
     for seed in plan.seeds:
         first, *rest = trained_system_jobs(plan, "xbridge", seed, plan.out / "xbridge", nmt, llm, translation=False)
         jobs += [replace(first, after=("nmt-sweep",)), *rest]
@@ -60,8 +61,8 @@ def sweep_jobs(plan: Plan) -> list[Job]:
 def sweep_parts(plan: Plan, main_results: Path) -> tuple[list[Job], Callable[[dict], dict]]:
     """The sweep's jobs, and what turns their results (and the main job's, in `main_results`) into its report."""
     def report(done: dict) -> dict:
-        per_system = {"nmt": [outcomes(done["nmt/eval"])], "translate-test": [outcomes(done["translate-test/eval"])],
-                      "xbridge": [outcomes(done[f"xbridge/s{seed}/eval"]) for seed in plan.seeds]}
+        per_system = {"nmt": [done["nmt/eval"]], "translate-test": [done["translate-test/eval"]],
+                      "xbridge": [done[f"xbridge/s{seed}/eval"] for seed in plan.seeds]}
         return write_sweep_report(plan, per_system, json.loads((main_results / "results.json").read_text()))
 
     return sweep_jobs(plan), report

@@ -1,6 +1,7 @@
 """The mini-world: the generator's guarantees and the fast end-to-end variant of the main job (~5 min)."""
 
 import dataclasses
+import gzip
 import json
 import os
 import re
@@ -189,6 +190,12 @@ def test_fast_main_job_repeats_byte_for_byte(fast_run, tmp_path):
     _fast_run(tmp_path)
     assert (tmp_path / "results" / "results.json").read_bytes() == (out / "results" / "results.json").read_bytes()
     assert (tmp_path / "results" / "README.md").read_bytes() == (out / "results" / "README.md").read_bytes()
+    # each evaluation's kept result (jobs.Job.cache; its fingerprint names the other run folder) repeats too
+    kept = sorted(p.relative_to(out / "results") for p in (out / "results" / "kept").rglob("*.json.gz"))
+    assert Path("kept/xbridge/seed0.json.gz") in kept and Path("kept/eval/direct.json.gz") in kept
+    for path in kept:
+        first, second = (json.loads(gzip.decompress((root / "results" / path).read_bytes())) for root in (out, tmp_path))
+        assert first["result"] == second["result"] and first["fingerprint"] != second["fingerprint"], path
 
 
 def test_bases_fast_pretraining_starts_and_losses_fall(tmp_path):

@@ -215,6 +215,24 @@ def test_job_runner_runs_identical_jobs_once(tmp_path):
     assert sorted(Path(log).read_text().split()) == ["3", "4"]
 
 
+def test_job_runner_keeps_results_and_reuses_them_only_for_the_same_fingerprint(tmp_path):
+    """A job with a cache file: the next run with the same jobs takes its result from there and runs neither it nor
+    the training job only it waited for; another argument upstream is another fingerprint, so both run again."""
+    log, kept = str(tmp_path / "runs.log"), str(tmp_path / "kept" / "eval.json.gz")
+
+    def jobs(x):
+        return [Job("train", _logged_square, (log, x)), Job("eval", _add, (1,), after=("train",), cache=kept)]
+
+    assert run_jobs(jobs(3), workers=1) == {"train": 9, "eval": 10}
+    first = Path(kept).read_bytes()
+    assert run_jobs(jobs(3), workers=1) == {"eval": 10}  # from the cache: nothing ran
+    assert Path(log).read_text().split() == ["3"]
+    assert run_jobs(jobs(4), workers=1) == {"train": 16, "eval": 17}
+    assert Path(log).read_text().split() == ["3", "4"]
+    run_jobs(jobs(3), workers=1)
+    assert Path(kept).read_bytes() == first  # the same result, the same bytes
+
+
 def test_job_runner_respects_dependencies_and_reports_failures():
     jobs = [Job("a", _square, (3,)), Job("b", _square, (4,)), Job("c", _add, (1,), after=("a", "b"))]
     assert run_jobs(jobs, workers=2) == {"a": 9, "b": 16, "c": 26}
