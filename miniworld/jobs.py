@@ -17,6 +17,7 @@ import json
 import multiprocessing
 import os
 import queue as queue_module
+import re
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -110,8 +111,8 @@ REPO = Path(__file__).resolve().parent.parent
 # the code whose change can change a result (the reports only turn results into tables; they are not in it)
 RESULT_CODE = ("configuration_xbridge.py", "modeling_xbridge.py", "processing_xbridge.py", "pyproject.toml",
                "train/**/*.py", "train/configs/*", "eval/**/*.py", "miniworld/world.py", "miniworld/bases.py",
-               "miniworld/bridge.py", "miniworld/variants.py", "miniworld/evaluate.py", "miniworld/nllb_tokenizer.py",
-               "miniworld/checkpoints/SHA256SUMS")
+               "miniworld/bridge.py", "miniworld/variants.py", "miniworld/evaluate.py", "miniworld/nllb_tokenizer.py")
+SHIPPED_SUMS = REPO / "miniworld" / "checkpoints" / "SHA256SUMS"
 
 
 def _qualname(fn: Callable) -> str:
@@ -131,13 +132,17 @@ def code_state() -> str:
 
 def fingerprints(jobs: list[Job]) -> dict[str, str]:
     """{name: fingerprint}: the job's function and arguments (this checkout's path written as `<repo>`, so another
-    checkout agrees), the fingerprints of the jobs it waits for, and `code_state()`."""
+    checkout agrees), the checksums of the shipped checkpoints they name (publishing one base leaves the others'
+    results valid), the fingerprints of the jobs it waits for, and `code_state()`."""
     by_name, prints, code = {job.name: job for job in jobs}, {}, code_state()
+    sums = [line for line in SHIPPED_SUMS.read_text().splitlines() if not line.endswith(("README.md", "metrics.json"))]
 
     def of(name: str) -> str:
         if name not in prints:
             job = by_name[name]
-            text = json.dumps([_qualname(job.fn), repr(job.args).replace(str(REPO), "<repo>"),
+            args = repr(job.args).replace(str(REPO), "<repo>")
+            kinds = set(re.findall(r"<repo>/miniworld/checkpoints/([\w-]+)", args))
+            text = json.dumps([_qualname(job.fn), args, [line for line in sums if line.split()[1].split("/")[0] in kinds],
                                [of(dep) for dep in job.after], code])
             prints[name] = hashlib.sha256(text.encode()).hexdigest()
         return prints[name]

@@ -233,6 +233,22 @@ def test_job_runner_keeps_results_and_reuses_them_only_for_the_same_fingerprint(
     assert Path(kept).read_bytes() == first  # the same result, the same bytes
 
 
+def test_a_fingerprint_follows_the_shipped_checkpoints_its_job_names(tmp_path, monkeypatch):
+    """Publishing a base changes the fingerprints of the jobs that use it, and only theirs."""
+    from miniworld import jobs as jobs_module
+    from miniworld import shipped
+
+    sums = tmp_path / "SHA256SUMS"
+    monkeypatch.setattr(jobs_module, "SHIPPED_SUMS", sums)
+    pool = [Job("llama", _square, (shipped.checkpoint("llm-llama"),)), Job("gemma", _square, (shipped.checkpoint("llm-gemma"),))]
+    before = {"llm-llama": "aa", "llm-gemma": "bb"}
+    sums.write_text("".join(f"{sha}  {kind}/model.safetensors\n" for kind, sha in before.items()))
+    first = jobs_module.fingerprints(pool)
+    sums.write_text("".join(f"{sha}  {kind}/model.safetensors\n" for kind, sha in (before | {"llm-gemma": "cc"}).items()))
+    second = jobs_module.fingerprints(pool)
+    assert first["llama"] == second["llama"] and first["gemma"] != second["gemma"]
+
+
 def test_job_runner_respects_dependencies_and_reports_failures():
     jobs = [Job("a", _square, (3,)), Job("b", _square, (4,)), Job("c", _add, (1,), after=("a", "b"))]
     assert run_jobs(jobs, workers=2) == {"a": 9, "b": 16, "c": 26}
