@@ -199,7 +199,8 @@ def run_parts(parts: dict[str, Parts], results: Path, name: str, workers: int | 
     jobs = [replace(job, name=tag(key, job.name), after=tuple(tag(key, dep) for dep in job.after))
             for key, (part_jobs, _) in built.items() for job in part_jobs]
     done = clock.run("train_and_evaluate", run_jobs, jobs, workers, name)
-    reports = {key: clock.run(f"report {key}", report, {job.name: done[tag(key, job.name)] for job in built[key][0]})
+    reports = {key: clock.run(f"report {key}", report, {job.name: done[tag(key, job.name)] for job in built[key][0]
+                                                         if tag(key, job.name) in done})  # kept: no training results
                for key, (_, report) in built.items()}
     write_run_info(results, name, clock.times, workers)
     return reports
