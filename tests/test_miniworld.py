@@ -5,6 +5,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -196,6 +197,13 @@ def test_fast_main_job_repeats_byte_for_byte(fast_run, tmp_path):
     for path in kept:
         first, second = (json.loads(gzip.decompress((root / "results" / path).read_bytes())) for root in (out, tmp_path))
         assert first["result"] == second["result"] and first["fingerprint"] != second["fingerprint"], path
+    # the same command again without its training folders (a new session): every result is taken from `kept/`,
+    # nothing is trained, and the report is the same
+    report = (tmp_path / "results" / "results.json").read_bytes()
+    shutil.rmtree(tmp_path / "run")
+    _fast_run(tmp_path)
+    assert (tmp_path / "results" / "results.json").read_bytes() == report
+    assert [p.parent.name for p in (tmp_path / "run").rglob("COMPLETED")] == ["world"]  # nothing trained
 
 
 def test_bases_fast_pretraining_starts_and_losses_fall(tmp_path):
