@@ -164,7 +164,7 @@ def write_cache(job: Job, fingerprint: str, result) -> None:
     same bytes."""
     path = Path(job.cache)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(dict(job=job.name, fingerprint=fingerprint, result=result), sort_keys=True)
+    text = json.dumps(dict(job=job.name, fingerprint=fingerprint, result=result))  # key order kept: reports follow it
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as f:
         f.write(text.encode("utf-8"))

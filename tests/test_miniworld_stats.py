@@ -1,6 +1,7 @@
 """The mini-world's intervals (bootstrap over items and seeds) and its job runner."""
 
 import dataclasses
+import json
 import random
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from miniworld import stats
-from miniworld.jobs import Job, run_jobs
+from miniworld.jobs import Job, read_cache, run_jobs, write_cache
 
 
 def _outcomes(p: float, n: int, seed: int) -> list[float]:
@@ -231,6 +232,11 @@ def test_job_runner_keeps_results_and_reuses_them_only_for_the_same_fingerprint(
     assert Path(log).read_text().split() == ["3", "4"]
     run_jobs(jobs(3), workers=1)
     assert Path(kept).read_bytes() == first  # the same result, the same bytes
+    # a result comes back as it was, its keys in their order (the reports' rows and columns follow it)
+    ordered = Job("outcomes", _square, (), cache=str(tmp_path / "ordered.json.gz"))
+    result = {"mgsm": {"answer-en": {"en": [1.0, 0.0], "qab": [0.5]}}, "losses": {"stage3": {"loss": [2, 1]}, "stage1": {}}}
+    write_cache(ordered, "f", result)
+    assert json.dumps(read_cache(ordered, "f")) == json.dumps(result) and read_cache(ordered, "g") is None
 
 
 def test_a_fingerprint_follows_the_shipped_checkpoints_its_job_names(tmp_path, monkeypatch):
