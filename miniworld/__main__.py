@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"see {plan.results / report}: " + "; ".join(
             f"{kind}: " + ("no shipped one" if same is None else "identical bit for bit" if same["identical"]
                            else f"differs (max |diff| {same['max_abs_diff']:.3g})")
-            for kind, same in comparison["identical"].items()))
+            for kind, same in comparison["identical"].items() if kind not in comparison.get("from_last_report", ())))
     elif args.command == "publish":
         publish_checkpoints(plan, tuple(args.what))
         print(f"shipped {args.what} into miniworld/checkpoints/")

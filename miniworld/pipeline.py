@@ -265,11 +265,14 @@ def rebuild_bases(plan: Plan, cfg: BaseConfig | None = None, workers: int | None
     everything = FIRST_BASES if name == "bases" else GENERAL_BASES
     last = plan.results / ("base_models.json" if name == "bases" else "base_models_general.json")
     if set(kinds) != set(everything) and last.exists():  # some bases rebuilt: the others keep the last report's rows
-        last_report = json.loads(last.read_text())
-        for section in ("rebuilt", "shipped", "identical"):
-            merged = last_report[section] | comparison[section]
-            comparison[section] = {kind: merged[kind] for kind in everything if kind in merged}
-        comparison["from_last_report"] = [kind for kind in comparison["rebuilt"] if kind not in kinds]
+        last_report, kept = json.loads(last.read_text()), [kind for kind in everything if kind not in kinds]
+        # the others: their rebuilt metrics from the last report beside today's shipped ones (the last report's
+        # weight comparison was against the checkpoints shipped then)
+        comparison["rebuilt"] = {kind: last_report["rebuilt"][kind] if kind in kept else rebuilt[kind] for kind in everything}
+        for kind in kept:
+            comparison["shipped"][kind] = shipped.metrics(kind)
+            comparison["identical"][kind] = None
+        comparison["from_last_report"] = kept
     write_bases_report(comparison, plan.results, name)
     write_run_info(plan.results, name if set(kinds) == set(everything) else f"{name} {' '.join(kinds)}", clock.times, workers)
     return comparison

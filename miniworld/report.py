@@ -306,7 +306,9 @@ def write_bases_report(comparison: dict, results: Path, name: str = "bases") -> 
                       f"| {kind} | held-out story NLL per token | {both(kind, lambda m: m['story_nll'], 2)} |"]
     lines += ["", "Weights:", ""]
     for kind, result in same.items():
-        if result is None:
+        if kind in comparison.get("from_last_report", ()):
+            lines.append(f"- {kind}: not rebuilt by this run (its rebuilt column is the last report's)")
+        elif result is None:
             lines.append(f"- {kind}: no shipped checkpoint to compare with")
         elif result["identical"]:
             lines.append(f"- {kind}: **identical bit for bit** to the shipped checkpoint on this machine")
@@ -317,8 +319,9 @@ def write_bases_report(comparison: dict, results: Path, name: str = "bases") -> 
             lines.append(f"- {kind}: differs from the shipped checkpoint (largest difference {result['max_abs_diff']:.3g} "
                          f"in `{result.get('worst_tensor')}`; inf: another shape): {why}; compare the metrics")
     if comparison.get("from_last_report"):
-        lines += ["", f"This run rebuilt {', '.join(k for k in rebuilt if k not in comparison['from_last_report'])}; the "
-                  f"rows of {', '.join(comparison['from_last_report'])} are the last report's."]
+        lines += ["", f"This run (`{command} --what ...`) rebuilt "
+                  f"{', '.join(k for k in rebuilt if k not in comparison['from_last_report'])}; the rebuilt column of "
+                  f"{', '.join(comparison['from_last_report'])} is the last report's."]
     stem = "base_models" if name == "bases" else "base_models_general"
     (results / f"{stem}.md").write_text("\n".join(lines) + "\n")
     (results / f"{stem}.json").write_text(json.dumps(comparison, indent=1, ensure_ascii=False) + "\n")

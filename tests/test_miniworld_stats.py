@@ -361,3 +361,21 @@ def test_copy_documents_repeat_random_words_of_the_text():
     scored = [label for label in row["labels"] if label != -100]
     assert scored == passage + [tok.eos_token_id]
     assert row["input_ids"][-len(passage) - 1:-1] == passage and row["input_ids"][1:len(passage) + 1] == passage
+
+
+def test_bases_report_names_changed_settings_and_the_rows_it_did_not_rebuild(tmp_path):
+    """`bases --general --what llm-gemma`: the rebuilt base's differing weights are explained by the settings that
+    changed; the bases it did not rebuild are marked as the last report's, not compared again."""
+    from miniworld.report import write_bases_report
+
+    llm = dict(accuracy=99.0, n=100, summary_rouge_l=79.8, n_stories=100, story_nll=1.88)
+    comparison = dict(rebuilt={"llm-llama": llm, "llm-gemma": llm}, shipped={"llm-llama": llm, "llm-gemma": llm},
+                      identical={"llm-llama": None,
+                                 "llm-gemma": dict(identical=False, max_abs_diff=1.6, worst_tensor="w",
+                                                   changed_settings={"llm_copy_warmup_until": [0.0, 1.0]})},
+                      from_last_report=["llm-llama"])
+    write_bases_report(comparison, tmp_path, "bases-general")
+    text = (tmp_path / "base_models_general.md").read_text()
+    assert "- llm-llama: not rebuilt by this run" in text
+    assert "trained with other settings (`llm_copy_warmup_until` 0.0 -> 1.0)" in text
+    assert "rebuilt llm-gemma; the rebuilt column of llm-llama is the last report's" in text
