@@ -164,7 +164,12 @@ def write_cache(job: Job, fingerprint: str, result) -> None:
     same bytes."""
     path = Path(job.cache)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(dict(job=job.name, fingerprint=fingerprint, result=result))  # key order kept: reports follow it
+    import torch  # noqa: PLC0415
+
+    # the CPU kernels (AVX2, AVX512) are not in the fingerprint: another machine may go on with a report; the last
+    # bit of a float may differ between them, so each kept result says where it was computed
+    text = json.dumps(dict(job=job.name, fingerprint=fingerprint, cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                           result=result))  # key order kept: reports follow it
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as f:
         f.write(text.encode("utf-8"))

@@ -110,6 +110,7 @@ def machine() -> dict:
     import torch  # noqa: PLC0415
 
     return dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
+                cpu_capability=torch.backends.cpu.get_cpu_capability(),  # the kernels torch picked (AVX2, AVX512)
                 cpu_count=os.cpu_count(), torch=torch.__version__,
                 load_average_1_5_15min=os.getloadavg() if hasattr(os, "getloadavg") else None)
 
