@@ -2,8 +2,9 @@
 shorter schedule (1/3 of the main job's steps, to fit 3 seeds of 6 rows in ~30 min on 2 cores; the general world's
 stage 1 keeps its full length) shared by all rows,
 the reference recipe included, so rows compare with each other; each row's difference from the reference is a
-paired interval (stats.py). Rows that keep the reference's stage 1 share its folder (`shared_stage1`). Rows are scored on the math problems (both answers); in the general world
-(`ablation --general --llm <family>`, the paper's Figure 4) also on the summaries and on translation."""
+paired interval (stats.py). Rows that keep the reference's stage 1 share its folder (`shared_stage1`). Rows are
+scored on the math problems (both answers); in the general world (`ablation --general --llm <family>`, the paper's
+Figure 4) also on the summaries and on translation."""
 
 from __future__ import annotations
 
