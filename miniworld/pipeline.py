@@ -169,9 +169,17 @@ def main_job_parts(plan: Plan) -> tuple[list[Job], Callable[[dict], dict]]:
     for seed in plan.seeds:
         jobs += trained_system_jobs(plan, "xbridge", seed, plan.out / "xbridge", nmt, llm)
         jobs += trained_system_jobs(plan, "xbridge-encoder-only", seed, plan.out / "encoder-only", nmt, llm)
+        if plan.general:  # Table 1 scores the stage-1 bridges (the paper's): the task stages are not trained to translate
+            for system, root in (("xbridge", plan.out / "xbridge"), ("xbridge-encoder-only", plan.out / "encoder-only")):
+                stage1 = root / f"seed{seed}" / "stage1"
+                jobs.append(Job(f"{system} (stage 1)/s{seed}/eval", evaluate,
+                                (system, ("flores",), world, str(root / f"seed{seed}" / "eval-stage1"), langs, plan.limit,
+                                 {}, True), after=(f"{system}/s{seed}/stage1",), cost=30.0, cache=plan.kept(stage1)))
 
     def report(results: dict) -> dict:
         trained = ("xbridge", "xbridge-encoder-only", "sft") if plan.general else ("xbridge", "xbridge-encoder-only")
+        if plan.general:
+            trained = (*trained, "xbridge (stage 1)", "xbridge-encoder-only (stage 1)")
         per_system = {system: [results[f"{system}/s{seed}/eval"] for seed in plan.seeds] for system in trained}
         per_system.update({system: [results[f"{system}/eval"]] for system in ("direct", "translate-test", "nmt")})
         losses = {f"xbridge/s{seed}/{stage}": results[f"xbridge/s{seed}/eval"]["losses"][stage]

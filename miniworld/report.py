@@ -21,7 +21,8 @@ from .evaluate import bleu_from_stats, chrf_from_stats  # noqa: E402
 from .world import ENGLISH, LOW_RESOURCE, UNSEEN, short_code  # noqa: E402
 
 EN = short_code(ENGLISH)
-SYSTEM_ORDER = ["direct", "translate-test", "sft", "xbridge-encoder-only", "xbridge", "nmt"]
+SYSTEM_ORDER = ["direct", "translate-test", "sft", "xbridge-encoder-only", "xbridge-encoder-only (stage 1)", "xbridge",
+                "xbridge (stage 1)", "nmt"]  # (stage 1): the stage-1 bridges on translation (Table 1)
 AVG = "avg (non-en)"
 # evaluate.math_outcomes' error analysis of the answer in the question's language: task -> what the table calls it
 ERROR_ANALYSIS = {"x-agrees": "states its English answer's number", "x-no-number": "states no number",

@@ -377,7 +377,8 @@ def test_general_fast_job_covers_every_task_family(general_fast_run):
     assert set(results["summary"]) == {"direct", "translate-test", "sft", "xbridge"}
     assert set(results["math"]["answer-en"]) == {"direct", "translate-test", "sft", "xbridge-encoder-only", "xbridge"}
     assert set(results["translation"]) == {
-        "direct x-en", "direct en-x", "xbridge-encoder-only x-en", "xbridge x-en", "xbridge en-x", "nmt x-en", "nmt en-x"}
+        "direct x-en", "direct en-x", "xbridge-encoder-only x-en", "xbridge x-en", "xbridge en-x", "nmt x-en", "nmt en-x",
+        "xbridge-encoder-only (stage 1) x-en", "xbridge (stage 1) x-en", "xbridge (stage 1) en-x"}  # Table 1: stage 1
     assert set(results["translation_bleu"]) == set(results["translation"])
     assert all(set(row) == langs | {avg} for row in results["translation"].values())  # avg: the pooled corpus
     trans, summary = results["translation"], results["summary"]
