@@ -388,9 +388,9 @@ def write_general_overview(root: Path, llms: list[str]) -> dict:
               ("summary ROUGE-L", other("summary"), rows_of("summary")),
               ("translation chrF++", other("translation"), rows_of("translation"))]
     colours = {}  # one colour per system (and direction) across the panels
-    for _, _, rows in panels:
-        colours.update({row: f"C{len(colours) % 10}" for row in rows if row not in colours})
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8))
+    for row in (row for _, _, rows in panels for row in rows):
+        colours.setdefault(row, f"C{len(colours) % 10}")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5))
     for ax, (title, get, rows) in zip(axes, panels):
         width = 0.8 / max(1, len(rows))
         for i, row in enumerate(rows):
@@ -402,7 +402,7 @@ def write_general_overview(root: Path, llms: list[str]) -> dict:
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(llms))], llms)
         ax.set_ylim(0, 100)
         ax.set_title(title + ", non-English avg", fontsize=9)
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)  # below: never over a bar
     fig.tight_layout()
     fig.savefig(root / "overview.png", dpi=110, metadata={"Software": None})
     plt.close(fig)
