@@ -124,18 +124,19 @@ def step_generate(plan: Plan) -> Path:
 
 # ------------------------------------------------------------------------------------------------ evaluation jobs
 def trained_system_jobs(plan: Plan, system: str, seed: int, root: Path, nmt: str, llm: str, tag: str | None = None,
-                        translation: bool = True, **recipe) -> list[Job]:
+                        translation: bool = True, data: Path | None = None, **recipe) -> list[Job]:
     """Training chain + evaluation of one trained system for one seed; the evaluation job is `<tag>/s<seed>/eval`
-    (tag: the system's name unless given; `translation`: XBridge is also scored on the held-out sentences;
-    `recipe`: `bridge.xbridge_jobs`' keywords; encoder-only takes `stage1` only)."""
+    (tag: the system's name unless given; `translation`: XBridge is also scored on the held-out sentences; `data`:
+    the folder of its stage1.jsonl / task.jsonl, `plan.data_dir` unless given; `recipe`: `bridge.xbridge_jobs`'
+    keywords; encoder-only takes `stage1` only)."""
     name = f"{tag or system}/s{seed}"
-    folder = root / f"seed{seed}"
+    folder, data = root / f"seed{seed}", data or plan.data_dir
     if system == "xbridge-encoder-only":
-        chain = encoder_only_jobs(name, plan.data_dir, nmt, llm, plan.schedule, folder, seed, **recipe)
+        chain = encoder_only_jobs(name, data, nmt, llm, plan.schedule, folder, seed, **recipe)
     elif system == "sft":
-        chain = sft_jobs(name, plan.data_dir, llm, plan.schedule, folder, seed)
+        chain = sft_jobs(name, data, llm, plan.schedule, folder, seed)
     else:
-        chain = xbridge_jobs(name, plan.data_dir, nmt, llm, plan.schedule, folder, seed, **recipe)
+        chain = xbridge_jobs(name, data, nmt, llm, plan.schedule, folder, seed, **recipe)
     benchmarks = tuple(b for b in plan.benchmarks(system) if translation or b != "flores")
     evaluation = Job(f"{name}/eval", evaluate, (system if system in ("xbridge-encoder-only", "sft") else "xbridge", benchmarks,
                                                 str(plan.world_dir), str(folder / "eval"), plan.eval_langs(), plan.limit,

@@ -7,24 +7,32 @@ LLM, the XBridge recipe and its stage data, the seeds. Each language is one poin
 against the task scores of translate-test (which translates with that NMT) and XBridge (whose encoder and decoder
 are that NMT's). The main job over nmt-general gives every language's 100% point; its results are read back from
 `results/miniworld/general/<llm>/results.json`.
+
+XBridge runs twice over the sweep NMT: on the main job's stage data (`xbridge`: its stage 1 has all ~2,000 of a
+language's translation records, 11x the pairs the 1% NMT saw), and with stage 1's records cut to the same levels
+(`xbridge (matched pairs)`), as a real low-resource language is short of parallel text for the NMT and the bridge
+alike. The task data of stages 2-3 stay whole in both: they are not translation pairs, and SFT trains on them too.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from . import stats
-from .bases import NMT_SWEEP_LEVELS, BaseConfig, pretrain
+from .bases import NMT_SWEEP_LEVELS, BaseConfig, keeps_pair, pretrain, read_jsonl
 from .evaluate import evaluate
 from .jobs import Job
 from .pipeline import STEP_COST, Plan, run_parts, step_generate, trained_system_jobs
 from .report import AVG, label, math_estimates, math_groups, translation_estimates
-from .world import LOW_RESOURCE, short_code
+from .world import ENGLISH, LOW_RESOURCE, short_code
 
-SYSTEMS = ("translate-test", "xbridge")
+MATCHED = "xbridge (matched pairs)"  # XBridge whose stage-1 records are cut to the sweep NMT's levels
+SYSTEMS = ("translate-test", "xbridge", MATCHED)
 NMT_SWEEP_LEVELS_SHORT = {short_code(code) for code in NMT_SWEEP_LEVELS}
 TASKS = {"answer-en": "math, English answer (accuracy %)", "answer-x": "math, answer in the question's language (%)",
          "summary": "summary in the story's language (ROUGE-L)"}
@@ -34,6 +42,26 @@ def evaluate_after_nmt(system: str, benchmarks: tuple[str, ...], world: str, out
                        limit: int | None, models: dict, instructed: bool, _nmt: str) -> dict:
     """An untrained system's evaluation, as a job that waits for the sweep's NMT (whose folder it is handed)."""
     return evaluate(system, benchmarks, world, out, langs, limit, models, instructed)
+
+
+def keeps_record(row: dict, levels: dict[str, float]) -> bool:
+    """Whether a stage-1 record (a sentence in one or two languages, with its English) survives the levels: each of
+    its non-English languages must keep the pair of that language with the same English sentence, so the bridge's
+    records at a level are drawn by the same hash as the sweep NMT's pairs (`bases.keeps_pair`)."""
+    return all(keeps_pair(dict(src_lang=ENGLISH, src_text=row["en_text"], tgt_lang=lang, tgt_text=""), levels)
+               for lang in {row["src_lang"], row["tgt_lang"]} - {ENGLISH})
+
+
+def write_matched_stage_data(data_dir: Path, out: Path) -> Path:
+    """`out`/stage1.jsonl: `data_dir`'s stage-1 records that survive NMT_SWEEP_LEVELS; `out`/task.jsonl: the task
+    records unchanged. Written atomically, the same files on every run (the filter is a hash, not a draw)."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [r for r in read_jsonl(data_dir / "stage1.jsonl") if keeps_record(r, NMT_SWEEP_LEVELS)]
+    (out / "stage1.jsonl.tmp").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    shutil.copyfile(data_dir / "task.jsonl", out / "task.jsonl.tmp")
+    for name in ("stage1.jsonl", "task.jsonl"):
+        os.replace(out / f"{name}.tmp", out / name)
+    return out
 
 
 def sweep_plan(main: Plan) -> Plan:
@@ -52,9 +80,11 @@ def sweep_jobs(plan: Plan) -> list[Job]:
         jobs.append(Job(f"{system}/eval", evaluate_after_nmt, (system, plan.benchmarks(system), world,
                                                                str(plan.out / "eval"), langs, plan.limit, models, True),
                         after=("nmt-sweep",), cost=40.0, cache=plan.kept(plan.out / "eval" / system)))
+    matched = write_matched_stage_data(plan.data_dir, plan.out / "matched-data")
     for seed in plan.seeds:
-        first, *rest = trained_system_jobs(plan, "xbridge", seed, plan.out / "xbridge", nmt, llm, translation=False)
-        jobs += [replace(first, after=("nmt-sweep",)), *rest]
+        for tag, root, data in (("xbridge", plan.out / "xbridge", None), (MATCHED, plan.out / "xbridge-matched", matched)):
+            first, *rest = trained_system_jobs(plan, "xbridge", seed, root, nmt, llm, tag, translation=False, data=data)
+            jobs += [replace(first, after=("nmt-sweep",)), *rest]
     return jobs
 
 
@@ -62,7 +92,7 @@ def sweep_parts(plan: Plan, main_results: Path) -> tuple[list[Job], Callable[[di
     """The sweep's jobs, and what turns their results (and the main job's, in `main_results`) into its report."""
     def report(done: dict) -> dict:
         per_system = {"nmt": [done["nmt/eval"]], "translate-test": [done["translate-test/eval"]],
-                      "xbridge": [done[f"xbridge/s{seed}/eval"] for seed in plan.seeds]}
+                      **{system: [done[f"{system}/s{seed}/eval"] for seed in plan.seeds] for system in SYSTEMS[1:]}}
         return write_sweep_report(plan, per_system, json.loads((main_results / "results.json").read_text()))
 
     return sweep_jobs(plan), report
@@ -99,20 +129,25 @@ def write_sweep_report(plan: Plan, per_system: dict[str, list[dict]], main: dict
             points.append(dict(lang=lang, nmt=nmt, level=levels.get(lang, 1.0) if nmt == "nmt-sweep" else 1.0,
                                chrf={d: chrf[d][lang] for d in directions},
                                scores={key: by_lang.get(lang) for key, by_lang in scores.items()}))
-    # XBridge minus translate-test over the sweep's NMT, paired over problems / stories (the claim per level)
+    # each XBridge minus translate-test over the sweep's NMT (the claim per level), and what the bridge's own pairs
+    # add (all of them minus matched); paired over problems / stories
+    comparisons = (("xbridge", "translate-test"), (MATCHED, "translate-test"), ("xbridge", MATCHED))
     diffs = {}
-    for task in TASKS:
-        xb, tt = math_groups(per_system["xbridge"], task), math_groups(per_system["translate-test"], task)
-        for lang in langs:
-            if lang in xb and lang in tt:
-                diffs[(lang, task)] = stats.difference([xb[lang]], [tt[lang]])
+    for a, b in comparisons:
+        for task in TASKS:
+            ga, gb = math_groups(per_system[a], task), math_groups(per_system[b], task)
+            for lang in langs:
+                if lang in ga and lang in gb:
+                    diffs[(a, b, lang, task)] = stats.difference([ga[lang]], [gb[lang]])
     seeds = ", ".join(map(str, plan.seeds))
     header = ("| language | NMT | its pairs | NMT chrF++ x->en | NMT chrF++ en->x | "
               + " | ".join(f"{s}: {TASKS[t].split(' (')[0]}" for t in TASKS for s in SYSTEMS) + " |")
     lines = [f"# The NMT-quality sweep: translate-test and XBridge as the NMT gets worse (LLM `{plan.llm}`)", "",
              "`python -m miniworld sweep --llm " + plan.llm + "`. One more NMT (`nmt-sweep`) trained exactly like "
              "nmt-general but on a share of some languages' translation pairs; the LLM, XBridge's recipe and stage "
-             f"data, and the seeds ({seeds}) are the main job's. Rows `nmt-general` are the main job's (every "
+             f"data, and the seeds ({seeds}) are the main job's. `{MATCHED}`: XBridge with its stage-1 records cut to "
+             "the same shares, by the same hash (the task data of stages 2-3 whole); `xbridge` has all of them "
+             "(~2,000 per seen language). Rows `nmt-general` are the main job's (every "
              "language's pairs, results/miniworld/general/" + plan.llm + "/). Cells: mean ± seed sd [95% interval]; "
              "translate-test is untrained (one run: its interval is over the test items). The shares (`bases.NMT_SWEEP_LEVELS`) "
              "were fixed before any result was seen; the pairs kept are chosen by a hash of language and sentence.", "",
@@ -121,17 +156,19 @@ def write_sweep_report(plan: Plan, per_system: dict[str, list[dict]], main: dict
         cells = [label(p["lang"]), p["nmt"], f"{100 * p['level']:g}%", p["chrf"]["x-en"].fmt(), p["chrf"]["en-x"].fmt()]
         cells += [p["scores"][(s, t)].fmt() if p["scores"][(s, t)] else "-" for t in TASKS for s in SYSTEMS]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## XBridge minus translate-test over the sweep's NMT (paired over the same test items)", "",
-              "| language | its pairs | task | difference [95%] | verdict |", "| --- | --- | --- | --- | --- |"]
-    for (lang, task), d in diffs.items():
-        lines.append(f"| {label(lang)} | {100 * levels.get(lang, 1.0):g}% | {TASKS[task]} | {d.fmt()} | {stats.verdict(d)} |")
+    lines += ["", "## Differences over the sweep's NMT (paired over the same test items)", "",
+              "| system | minus | language | its pairs | task | difference [95%] | verdict |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for (a, b, lang, task), d in diffs.items():
+        lines.append(f"| {a} | {b} | {label(lang)} | {100 * levels.get(lang, 1.0):g}% | {TASKS[task]} | {d.fmt()} | "
+                     f"{stats.verdict(d)} |")
     lines += ["", "![scores against the NMT's chrF++](sweep.png)", ""]
     (results / "README.md").write_text("\n".join(lines) + "\n")
     sweep_plot(points, results / "sweep.png", plan.llm)
     out = dict(seeds=list(plan.seeds), levels=NMT_SWEEP_LEVELS, llm=plan.llm,
                points=[dict(lang=p["lang"], nmt=p["nmt"], level=p["level"], chrf={d: e.to_dict() for d, e in p["chrf"].items()},
                             scores={f"{s} {t}": e.to_dict() for (s, t), e in p["scores"].items() if e}) for p in points],
-               differences={f"{lang} {task}": d.to_dict() for (lang, task), d in diffs.items()})
+               differences={f"{a} - {b} {lang} {task}": d.to_dict() for (a, b, lang, task), d in diffs.items()})
     (results / "sweep.json").write_text(json.dumps(out, indent=1) + "\n")
     return out
 
@@ -140,7 +177,8 @@ def sweep_plot(points: list[dict], path: Path, llm: str) -> None:
     from .report import plt  # noqa: PLC0415  (matplotlib, configured for files)
 
     fig, axes = plt.subplots(1, len(TASKS), figsize=(5 * len(TASKS), 3.8), squeeze=False)
-    styles = {"translate-test": dict(marker="s", color="tab:orange"), "xbridge": dict(marker="o", color="tab:blue")}
+    styles = {"translate-test": dict(marker="s", color="tab:orange"), "xbridge": dict(marker="o", color="tab:blue"),
+              MATCHED: dict(marker="^", color="tab:green")}
     for ax, task in zip(axes[0], TASKS):
         for system in SYSTEMS:
             shown = [p for p in points if p["scores"][(system, task)]]

@@ -1,5 +1,6 @@
 """The mini-world's intervals (bootstrap over items and seeds) and its job runner."""
 
+import collections
 import dataclasses
 import json
 import random
@@ -177,7 +178,7 @@ def test_ablation_rows_share_the_stage_1_they_do_not_change(tmp_path):
 def test_nmt_sweep_jobs_wait_for_the_sweep_nmt(tmp_path):
     """Every system of the sweep is evaluated over (or trained on) the sweep's own NMT, never the shipped one."""
     from miniworld.pipeline import Plan
-    from miniworld.sweep import sweep_jobs
+    from miniworld.sweep import MATCHED, sweep_jobs
     from miniworld.world import WorldConfig
 
     plan = Plan.make(tmp_path / "run", tmp_path / "results", general=True, llm="llama")
@@ -185,11 +186,46 @@ def test_nmt_sweep_jobs_wait_for_the_sweep_nmt(tmp_path):
     jobs = {job.name: job for job in sweep_jobs(plan)}
     nmt = str(plan.out / "nmt-sweep")
     assert jobs["nmt-sweep"].args[:3] == ("nmt-sweep", str(plan.world_dir), nmt)
-    for name in ("nmt/eval", "translate-test/eval", *(f"xbridge/s{seed}/stage1" for seed in plan.seeds)):
+    for name in ("nmt/eval", "translate-test/eval", *(f"{system}/s{seed}/stage1" for seed in plan.seeds
+                                                       for system in ("xbridge", MATCHED))):
         assert jobs[name].after == ("nmt-sweep",), name
-    stage1 = jobs["xbridge/s0/stage1"].args[2]
-    assert stage1[stage1.index("--nmt_name_or_path") + 1] == nmt
+    for system, data in (("xbridge", plan.data_dir), (MATCHED, plan.out / "matched-data")):
+        stage1 = jobs[f"{system}/s0/stage1"].args[2]
+        assert stage1[stage1.index("--nmt_name_or_path") + 1] == nmt
+        assert stage1[stage1.index("--train_file") + 1] == str(data / "stage1.jsonl"), system
     assert jobs["translate-test/eval"].args[6]["nmt"] == nmt
+
+
+def test_matched_sweep_data_cut_stage_1_by_the_nmt_pairs_hash(tmp_path):
+    """The matched bridge's stage 1 keeps a record only where the sweep NMT keeps the pair of each of its
+    non-English languages with the same English sentence; English-only records and the task data stay whole."""
+    from miniworld.bases import NMT_SWEEP_LEVELS, keeps_pair
+    from miniworld.sweep import write_matched_stage_data
+
+    def record(i, src, tgt):
+        return dict(src_text=f"{src} {i}", src_lang=src, en_text=f"Tom buys {i} apples.", tgt_text=f"{tgt} {i}", tgt_lang=tgt)
+
+    pairs = [("eng_Latn", "eng_Latn"), ("qaa_Latn", "eng_Latn"), ("eng_Latn", "qad_Deva"), ("qab_Cyrl", "qad_Deva"),
+             ("qad_Deva", "qad_Deva"), ("qab_Cyrl", "qab_Cyrl")]
+    rows = [record(i, src, tgt) for i in range(3000) for src, tgt in pairs]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "stage1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (data / "task.jsonl").write_text('{"task": "math"}\n')
+    out = write_matched_stage_data(data, tmp_path / "matched")
+    kept = [json.loads(line) for line in (out / "stage1.jsonl").read_text().splitlines()]
+    assert (out / "task.jsonl").read_text() == (data / "task.jsonl").read_text()
+
+    def nmt_keeps(lang, en):
+        return keeps_pair(dict(src_text=en, src_lang="eng_Latn", tgt_text="", tgt_lang=lang), NMT_SWEEP_LEVELS)
+
+    expected = [r for r in rows if all(nmt_keeps(lang, r["en_text"]) for lang in {r["src_lang"], r["tgt_lang"]} - {"eng_Latn"})]
+    assert kept == expected
+    count = collections.Counter((r["src_lang"], r["tgt_lang"]) for r in kept)
+    assert count["eng_Latn", "eng_Latn"] == count["qaa_Latn", "eng_Latn"] == 3000  # English, and qaa at 100%
+    assert 10 <= count["qad_Deva", "qad_Deva"] == count["eng_Latn", "qad_Deva"] <= 60  # ~1% of 3000
+    assert 200 <= count["qab_Cyrl", "qab_Cyrl"] <= 400  # ~10%
+    assert count["qab_Cyrl", "qad_Deva"] < count["qad_Deva", "qad_Deva"]  # both languages' levels apply
 
 
 def _square(x):
