@@ -8,10 +8,12 @@ against the task scores of translate-test (which translates with that NMT) and X
 are that NMT's). The main job over nmt-general gives every language's 100% point; its results are read back from
 `results/miniworld/general/<llm>/results.json`.
 
-XBridge runs twice over the sweep NMT: on the main job's stage data (`xbridge`: its stage 1 has all ~2,000 of a
-language's translation records, 11x the pairs the 1% NMT saw), and with stage 1's records cut to the same levels
+XBridge runs three times over the sweep NMT: on the main job's stage data (`xbridge`: its stage 1 has all ~2,000 of
+a language's translation records, 11x the rows the 1% NMT saw); with stage 1's records cut to the same levels
 (`xbridge (matched pairs)`), as a real low-resource language is short of parallel text for the NMT and the bridge
-alike. The task data of stages 2-3 stay whole in both: they are not translation pairs, and SFT trains on them too.
+alike; and with the task records of stages 2-3 cut as well (`xbridge (matched pairs and task data)`): each holds an
+English answer or summary and its translation, ~1,200 per seen language, so they are parallel text too. The paper's
+XL-Sum setting is the second (task data in every language); the third asks what is left without them.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from .report import AVG, label, math_estimates, math_groups, translation_estimat
 from .world import ENGLISH, LOW_RESOURCE, short_code
 
 MATCHED = "xbridge (matched pairs)"  # XBridge whose stage-1 records are cut to the sweep NMT's levels
-SYSTEMS = ("translate-test", "xbridge", MATCHED)
+MATCHED_ALL = "xbridge (matched pairs and task data)"  # ... and its task records as well
+SYSTEMS = ("translate-test", "xbridge", MATCHED, MATCHED_ALL)
 NMT_SWEEP_LEVELS_SHORT = {short_code(code) for code in NMT_SWEEP_LEVELS}
 TASKS = {"answer-en": "math, English answer (accuracy %)", "answer-x": "math, answer in the question's language (%)",
          "summary": "summary in the story's language (ROUGE-L)"}
@@ -44,22 +47,26 @@ def evaluate_after_nmt(system: str, benchmarks: tuple[str, ...], world: str, out
     return evaluate(system, benchmarks, world, out, langs, limit, models, instructed)
 
 
-def keeps_record(row: dict, levels: dict[str, float]) -> bool:
-    """Whether a stage-1 record (a sentence in one or two languages, with its English) survives the levels: each of
-    its non-English languages must keep the pair of that language with the same English sentence, so the bridge's
-    records at a level are drawn by the same hash as the sweep NMT's pairs (`bases.keeps_pair`)."""
-    return all(keeps_pair(dict(src_lang=ENGLISH, src_text=row["en_text"], tgt_lang=lang, tgt_text=""), levels)
+def keeps_record(row: dict, levels: dict[str, float], english: str = "en_text") -> bool:
+    """Whether a record (text in one or two languages, with its English in the field `english`: a stage-1 record's
+    `en_text`, a task record's `answer_en`) survives the levels: each of its non-English languages must keep the pair
+    of that language with the same English sentence, so the bridge's records at a level are drawn by the same hash as
+    the sweep NMT's pairs (`bases.keeps_pair`)."""
+    return all(keeps_pair(dict(src_lang=ENGLISH, src_text=row[english], tgt_lang=lang, tgt_text=""), levels)
                for lang in {row["src_lang"], row["tgt_lang"]} - {ENGLISH})
 
 
-def write_matched_stage_data(data_dir: Path, out: Path) -> Path:
+def write_matched_data(data_dir: Path, out: Path, task: bool = False) -> Path:
     """`out`/stage1.jsonl: `data_dir`'s stage-1 records that survive NMT_SWEEP_LEVELS; `out`/task.jsonl: the task
-    records unchanged. Written atomically, the same files on every run (the filter is a hash, not a draw)."""
+    records, cut the same way if `task`, else whole. Written atomically, the same files on every run (the filter is
+    a hash, not a draw)."""
     out.mkdir(parents=True, exist_ok=True)
-    rows = [r for r in read_jsonl(data_dir / "stage1.jsonl") if keeps_record(r, NMT_SWEEP_LEVELS)]
-    (out / "stage1.jsonl.tmp").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    shutil.copyfile(data_dir / "task.jsonl", out / "task.jsonl.tmp")
-    for name in ("stage1.jsonl", "task.jsonl"):
+    for name, english, cut in (("stage1.jsonl", "en_text", True), ("task.jsonl", "answer_en", task)):
+        if cut:
+            rows = [r for r in read_jsonl(data_dir / name) if keeps_record(r, NMT_SWEEP_LEVELS, english)]
+            (out / f"{name}.tmp").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        else:
+            shutil.copyfile(data_dir / name, out / f"{name}.tmp")
         os.replace(out / f"{name}.tmp", out / name)
     return out
 
@@ -80,11 +87,17 @@ def sweep_jobs(plan: Plan) -> list[Job]:
         jobs.append(Job(f"{system}/eval", evaluate_after_nmt, (system, plan.benchmarks(system), world,
                                                                str(plan.out / "eval"), langs, plan.limit, models, True),
                         after=("nmt-sweep",), cost=40.0, cache=plan.kept(plan.out / "eval" / system)))
-    matched = write_matched_stage_data(plan.data_dir, plan.out / "matched-data")
+    matched = write_matched_data(plan.data_dir, plan.out / "matched-data")
+    matched_all = write_matched_data(plan.data_dir, plan.out / "matched-all-data", task=True)
     for seed in plan.seeds:
         for tag, root, data in (("xbridge", plan.out / "xbridge", None), (MATCHED, plan.out / "xbridge-matched", matched)):
             first, *rest = trained_system_jobs(plan, "xbridge", seed, root, nmt, llm, tag, translation=False, data=data)
             jobs += [replace(first, after=("nmt-sweep",)), *rest]
+        # the same stage-1 records as MATCHED: its stage 1 goes on to stages 2-3 on the cut task data
+        stage1 = plan.out / "xbridge-matched" / f"seed{seed}" / "stage1"
+        _, stage2, *rest = trained_system_jobs(plan, "xbridge", seed, plan.out / "xbridge-matched-all", nmt, llm,
+                                               MATCHED_ALL, translation=False, data=matched_all, stage1=stage1)
+        jobs += [replace(stage2, after=(f"{MATCHED}/s{seed}/stage1",)), *rest]
     return jobs
 
 
@@ -129,9 +142,9 @@ def write_sweep_report(plan: Plan, per_system: dict[str, list[dict]], main: dict
             points.append(dict(lang=lang, nmt=nmt, level=levels.get(lang, 1.0) if nmt == "nmt-sweep" else 1.0,
                                chrf={d: chrf[d][lang] for d in directions},
                                scores={key: by_lang.get(lang) for key, by_lang in scores.items()}))
-    # each XBridge minus translate-test over the sweep's NMT (the claim per level), and what the bridge's own pairs
-    # add (all of them minus matched); paired over problems / stories
-    comparisons = (("xbridge", "translate-test"), (MATCHED, "translate-test"), ("xbridge", MATCHED))
+    # each XBridge minus translate-test over the sweep's NMT (the claim per level), what the bridge's stage-1 pairs
+    # add (all of them minus matched), and what its task data add; paired over problems / stories
+    comparisons = (*((xb, "translate-test") for xb in SYSTEMS[1:]), ("xbridge", MATCHED), (MATCHED, MATCHED_ALL))
     diffs = {}
     for a, b in comparisons:
         for task in TASKS:
@@ -147,7 +160,8 @@ def write_sweep_report(plan: Plan, per_system: dict[str, list[dict]], main: dict
              "nmt-general but on a share of some languages' translation pairs; the LLM, XBridge's recipe and stage "
              f"data, and the seeds ({seeds}) are the main job's. `{MATCHED}`: XBridge with its stage-1 records cut to "
              "the same shares, by the same hash (the task data of stages 2-3 whole); `xbridge` has all of them "
-             "(~2,000 per seen language). Rows `nmt-general` are the main job's (every "
+             f"(~2,000 per seen language); `{MATCHED_ALL}`: the task records (an English answer or summary and its "
+             "translation, ~1,200 per seen language) cut as well. Rows `nmt-general` are the main job's (every "
              "language's pairs, results/miniworld/general/" + plan.llm + "/). Cells: mean ± seed sd [95% interval]; "
              "translate-test is untrained (one run: its interval is over the test items). The shares (`bases.NMT_SWEEP_LEVELS`) "
              "were fixed before any result was seen; the pairs kept are chosen by a hash of language and sentence.", "",
@@ -178,7 +192,7 @@ def sweep_plot(points: list[dict], path: Path, llm: str) -> None:
 
     fig, axes = plt.subplots(1, len(TASKS), figsize=(5 * len(TASKS), 3.8), squeeze=False)
     styles = {"translate-test": dict(marker="s", color="tab:orange"), "xbridge": dict(marker="o", color="tab:blue"),
-              MATCHED: dict(marker="^", color="tab:green")}
+              MATCHED: dict(marker="^", color="tab:green"), MATCHED_ALL: dict(marker="v", color="tab:red")}
     for ax, task in zip(axes[0], TASKS):
         for system in SYSTEMS:
             shown = [p for p in points if p["scores"][(system, task)]]

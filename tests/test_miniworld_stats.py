@@ -178,7 +178,7 @@ def test_ablation_rows_share_the_stage_1_they_do_not_change(tmp_path):
 def test_nmt_sweep_jobs_wait_for_the_sweep_nmt(tmp_path):
     """Every system of the sweep is evaluated over (or trained on) the sweep's own NMT, never the shipped one."""
     from miniworld.pipeline import Plan
-    from miniworld.sweep import MATCHED, sweep_jobs
+    from miniworld.sweep import MATCHED, MATCHED_ALL, sweep_jobs
     from miniworld.world import WorldConfig
 
     plan = Plan.make(tmp_path / "run", tmp_path / "results", general=True, llm="llama")
@@ -193,14 +193,21 @@ def test_nmt_sweep_jobs_wait_for_the_sweep_nmt(tmp_path):
         stage1 = jobs[f"{system}/s0/stage1"].args[2]
         assert stage1[stage1.index("--nmt_name_or_path") + 1] == nmt
         assert stage1[stage1.index("--train_file") + 1] == str(data / "stage1.jsonl"), system
+    # the bridge with the task data cut as well goes on from the matched bridge's stage 1 (the same records)
+    assert f"{MATCHED_ALL}/s0/stage1" not in jobs
+    stage2 = jobs[f"{MATCHED_ALL}/s0/stage2"]
+    assert stage2.after == (f"{MATCHED}/s0/stage1",)
+    assert stage2.args[2][stage2.args[2].index("--model_name_or_path") + 1] == jobs[f"{MATCHED}/s0/stage1"].args[0]
+    assert stage2.args[2][stage2.args[2].index("--train_file") + 1] == str(plan.out / "matched-all-data" / "task.jsonl")
     assert jobs["translate-test/eval"].args[6]["nmt"] == nmt
 
 
-def test_matched_sweep_data_cut_stage_1_by_the_nmt_pairs_hash(tmp_path):
+def test_matched_sweep_data_cut_by_the_nmt_pairs_hash(tmp_path):
     """The matched bridge's stage 1 keeps a record only where the sweep NMT keeps the pair of each of its
-    non-English languages with the same English sentence; English-only records and the task data stay whole."""
+    non-English languages with the same English sentence; English-only records stay whole, and the task data too
+    unless they are cut as well (keyed on their English answer)."""
     from miniworld.bases import NMT_SWEEP_LEVELS, keeps_pair
-    from miniworld.sweep import write_matched_stage_data
+    from miniworld.sweep import write_matched_data
 
     def record(i, src, tgt):
         return dict(src_text=f"{src} {i}", src_lang=src, en_text=f"Tom buys {i} apples.", tgt_text=f"{tgt} {i}", tgt_lang=tgt)
@@ -211,8 +218,10 @@ def test_matched_sweep_data_cut_stage_1_by_the_nmt_pairs_hash(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "stage1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (data / "task.jsonl").write_text('{"task": "math"}\n')
-    out = write_matched_stage_data(data, tmp_path / "matched")
+    tasks = [dict(question=f"q{i}", src_lang=lang, answer_en=f"Tom has {i} apples.", answer_tgt=f"a{i}", tgt_lang=lang)
+             for i in range(3000) for lang in ("eng_Latn", "qaa_Latn", "qab_Cyrl", "qad_Deva")]
+    (data / "task.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tasks))
+    out = write_matched_data(data, tmp_path / "matched")
     kept = [json.loads(line) for line in (out / "stage1.jsonl").read_text().splitlines()]
     assert (out / "task.jsonl").read_text() == (data / "task.jsonl").read_text()
 
@@ -226,6 +235,12 @@ def test_matched_sweep_data_cut_stage_1_by_the_nmt_pairs_hash(tmp_path):
     assert 10 <= count["qad_Deva", "qad_Deva"] == count["eng_Latn", "qad_Deva"] <= 60  # ~1% of 3000
     assert 200 <= count["qab_Cyrl", "qab_Cyrl"] <= 400  # ~10%
     assert count["qab_Cyrl", "qad_Deva"] < count["qad_Deva", "qad_Deva"]  # both languages' levels apply
+    cut = write_matched_data(data, tmp_path / "matched-all", task=True)
+    assert (cut / "stage1.jsonl").read_text() == (out / "stage1.jsonl").read_text()
+    kept_tasks = [json.loads(line) for line in (cut / "task.jsonl").read_text().splitlines()]
+    assert kept_tasks == [r for r in tasks if r["src_lang"] == "eng_Latn" or nmt_keeps(r["src_lang"], r["answer_en"])]
+    by_lang = collections.Counter(r["src_lang"] for r in kept_tasks)
+    assert by_lang["eng_Latn"] == by_lang["qaa_Latn"] == 3000 and 10 <= by_lang["qad_Deva"] <= 60
 
 
 def _square(x):
