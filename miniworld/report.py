@@ -162,14 +162,19 @@ def per_seed_table(per_system: dict[str, list[dict]], seeds: tuple[int, ...]) ->
     return lines
 
 
+def error_bars(est: list[stats.Estimate]) -> list[list[float]]:
+    """matplotlib's `yerr` for 95% intervals: the distances below and above each mean, never negative (a constant
+    sample's bootstrap bound can differ from its mean in the last bit, and matplotlib refuses a negative one)."""
+    return [[max(0.0, e.mean - e.lo) for e in est], [max(0.0, e.hi - e.mean) for e in est]]
+
+
 def bar_chart(rows: dict[str, dict[str, stats.Estimate]], columns: list[str], title: str, path: Path, ymax=100) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(columns)), 3.6))
     width = 0.8 / max(1, len(rows))
     for i, (name, values) in enumerate(rows.items()):
         xs = [j + i * width for j in range(len(columns)) if columns[j] in values]
         est = [values[c] for c in columns if c in values]
-        ax.bar(xs, [e.mean for e in est], width, label=name,
-               yerr=[[e.mean - e.lo for e in est], [e.hi - e.mean for e in est]], capsize=2)
+        ax.bar(xs, [e.mean for e in est], width, label=name, yerr=error_bars(est), capsize=2)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(columns))], [label(c) for c in columns], fontsize=8)
     ax.set_ylim(0, ymax)
     ax.set_title(title + " (bars: 95% interval)", fontsize=10)
@@ -396,9 +401,8 @@ def write_general_overview(root: Path, llms: list[str]) -> dict:
         for i, row in enumerate(rows):
             values = [get(per_llm[llm], row, AVG) for llm in llms]
             xs = [j + i * width for j, v in enumerate(values) if v]
-            got = [v for v in values if v]
-            ax.bar(xs, [v["mean"] for v in got], width, label=row, color=colours[row], yerr=[[v["mean"] - v["ci95"][0] for v in got],
-                                                                          [v["ci95"][1] - v["mean"] for v in got]], capsize=2)
+            got = [stats.Estimate.from_dict(v) for v in values if v]
+            ax.bar(xs, [e.mean for e in got], width, label=row, color=colours[row], yerr=error_bars(got), capsize=2)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(llms))], llms)
         ax.set_ylim(0, 100)
         ax.set_title(title + ", non-English avg", fontsize=9)

@@ -30,7 +30,7 @@ from .bases import NMT_SWEEP_LEVELS, BaseConfig, keeps_pair, pretrain, read_json
 from .evaluate import evaluate
 from .jobs import Job
 from .pipeline import STEP_COST, Plan, run_parts, step_generate, trained_system_jobs
-from .report import AVG, label, math_estimates, math_groups, translation_estimates
+from .report import AVG, error_bars, label, math_estimates, math_groups, translation_estimates
 from .world import ENGLISH, LOW_RESOURCE, short_code
 
 MATCHED = "xbridge (matched pairs)"  # XBridge whose stage-1 records are cut to the sweep NMT's levels
@@ -201,7 +201,7 @@ def sweep_plot(points: list[dict], path: Path, llm: str) -> None:
         for k, system in enumerate(SYSTEMS):
             shown = [(j, p["scores"][(system, task)]) for j, p in enumerate(sweep) if p["scores"][(system, task)]]
             ax.errorbar([j + 0.15 * (k - 1.5) for j, _ in shown], [e.mean for _, e in shown],
-                        yerr=[[e.mean - e.lo for _, e in shown], [e.hi - e.mean for _, e in shown]],
+                        yerr=error_bars([e for _, e in shown]),
                         linestyle="none", capsize=2, label=system, **styles[system])
         ax.set_xticks(range(len(sweep)), ticks, fontsize=7)
         ax.set_xlabel("language, its share of the NMT's pairs, the NMT's own x->en chrF++")

@@ -430,3 +430,47 @@ def test_bases_report_names_changed_settings_and_the_rows_it_did_not_rebuild(tmp
     assert "- llm-llama: not rebuilt by this run" in text
     assert "trained with other settings (`llm_copy_warmup_until` 0.0 -> 1.0)" in text
     assert "rebuilt llm-gemma; the rebuilt column of llm-llama is the last report's" in text
+
+
+def test_sweep_report_compares_every_bridge_with_the_cascade_on_the_same_items(tmp_path):
+    """The sweep's report: each XBridge minus translate-test, and the bridges against each other, paired over the
+    same items per language; its table has one column per system and task; the plot is written."""
+    from miniworld.evaluate import _metric
+    from miniworld.pipeline import Plan
+    from miniworld.sweep import MATCHED, MATCHED_ALL, SYSTEMS, write_sweep_report
+
+    refs = [f"Tom buys {i} red apples at the market." for i in range(20)]
+
+    def flores(hyps):
+        stats = _metric("chrF++")._extract_corpus_statistics(hyps, [refs])
+        return [list(map(float, s)) for s in stats]
+
+    good, bad = flores(refs), flores([f"Mia {i}" for i in range(20)])
+    nmt = {"flores": {d: {"qaa": good, "qad": bad} for d in ("x-en", "en-x")}}
+
+    def run(summary_qad, answer_qad):  # summaries at 0.9 / answers right on qaa; on qad as given
+        return {"mgsm": {t: {"qaa": [1.0] * 20, "qad": [float(i < 20 * answer_qad) for i in range(20)]}
+                         for t in ("answer-en", "answer-x")},
+                "xlsum": {"summary": {"qaa": [0.9] * 20, "qad": [summary_qad] * 20}}}
+
+    per_system = {"nmt": [nmt], "translate-test": [run(0.3, 0.7)], "xbridge": [run(0.65, 0.7)] * 3,
+                  MATCHED: [run(0.6, 0.7)] * 3, MATCHED_ALL: [run(0.2, 0.2)] * 3}
+    plan = Plan.make(tmp_path / "run", tmp_path / "sweep", general=True)
+    zero = {"mean": 0.0, "sd": 0.0, "ci95": [0.0, 0.0], "seeds": 1}
+    main = {"translation": {f"nmt {d}": {"qaa": zero, "qad": zero} for d in ("x-en", "en-x")},
+            "math": {"answer-en": {}, "answer-x": {}}, "summary": {}}
+    out = write_sweep_report(plan, per_system, main)
+    diffs = out["differences"]
+    assert diffs[f"{MATCHED} - translate-test qad summary"]["mean"] == pytest.approx(30.0)
+    assert diffs[f"{MATCHED_ALL} - translate-test qad summary"]["mean"] == pytest.approx(-10.0)
+    assert diffs[f"xbridge - {MATCHED} qad summary"]["mean"] == pytest.approx(5.0)
+    assert diffs[f"{MATCHED} - {MATCHED_ALL} qad answer-en"]["mean"] == pytest.approx(50.0)
+    assert diffs["xbridge - translate-test qaa answer-en"]["ci95"] == [0.0, 0.0]
+    qad = next(p for p in out["points"] if p["lang"] == "qad" and p["nmt"] == "nmt-sweep")
+    assert qad["level"] == 0.01 and qad["chrf"]["x-en"]["mean"] < 20
+    readme = (tmp_path / "sweep" / "README.md").read_text()
+    header = next(line for line in readme.splitlines() if line.startswith("| language | NMT"))
+    assert header.count("|") - 1 == 5 + 3 * len(SYSTEMS)
+    assert f"| {MATCHED_ALL} | translate-test | qad | 1% | summary in the story's language (ROUGE-L) | " in readme
+    assert "| lower |" in readme and "| higher |" in readme
+    assert (tmp_path / "sweep" / "sweep.png").stat().st_size > 10_000
