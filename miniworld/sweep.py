@@ -3,7 +3,7 @@
 Real NLLB-200 is far from this world's NMT (chrF 95-100 on every language) on its low-resource languages. The sweep
 trains one more translation model, `nmt-sweep`: exactly nmt-general's recipe, with only a share of some languages'
 translation pairs (bases.NMT_SWEEP_LEVELS: 100/10/3/1%). Everything else is the general main job's: the world, the
-LLM, the XBridge recipe and its stage data, the seeds. Each language is one point: the NMT's own x->en chrF++
+LLM, the XBridge recipe, the seeds (the stage data too, but for the cuts below). Each language is one point: the NMT's own x->en chrF++
 against the task scores of translate-test (which translates with that NMT) and XBridge (whose encoder and decoder
 are that NMT's). The main job over nmt-general gives every language's 100% point; its results are read back from
 `results/miniworld/general/<llm>/results.json`.
