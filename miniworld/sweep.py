@@ -200,7 +200,7 @@ def sweep_plot(points: list[dict], path: Path, llm: str) -> None:
     for ax, task in zip(axes[0], TASKS):
         for k, system in enumerate(SYSTEMS):
             shown = [(j, p["scores"][(system, task)]) for j, p in enumerate(sweep) if p["scores"][(system, task)]]
-            ax.errorbar([j + 0.15 * (k - 1.5) for j, _ in shown], [e.mean for _, e in shown],
+            ax.errorbar([j + 0.15 * (k - (len(SYSTEMS) - 1) / 2) for j, _ in shown], [e.mean for _, e in shown],
                         yerr=error_bars([e for _, e in shown]),
                         linestyle="none", capsize=2, label=system, **styles[system])
         ax.set_xticks(range(len(sweep)), ticks, fontsize=7)
