@@ -12,23 +12,24 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 
+from . import experiments
 from .bridge import StageSchedule
 from .jobs import Job
 from .pipeline import Plan, run_parts, step_generate, trained_system_jobs
 from .report import AVG, claims_vs, estimates_dict, math_estimates, math_groups, table, translation_estimates
 
-REFERENCE = "xbridge (relaxed OT)"
-ABLATIONS = {
-    # name: (description, recipe: bridge.xbridge_jobs keyword arguments; None: the encoder-only baseline)
-    REFERENCE: ("the main recipe: stages 1-2-3, released relaxed OT", {}),
-    "sinkhorn OT": ("stages 1-2-3 with entropic two-marginal OT (the paper's description)", dict(ot_backend="sinkhorn")),
-    "no OT": ("stages 1-2-3 with lambda_ot = 0", dict(lambda_ot=0.0)),
-    "stages 2+3 merged": ("stage 1, then one task stage training both sides with all three losses", dict(merged=True)),
-    "stage-1 defect": ("the released stage-1 command's setting: dec map and cross-attention frozen in stage 1, so "
-                       "CE_dec and OT can only move the encoder map (through the LLM)", dict(defect=True)),
-    "no decoder (encoder-only)": ("the MindMerger design, `python -m train encoder-only` stages 1-2", None),
-}
-SCHEDULE_FRACTION = 1 / 3
+REFERENCE = experiments.load("ablation", "reference")
+# name: (description, recipe: bridge.xbridge_jobs keyword arguments; None: the encoder-only baseline)
+ABLATIONS = {name: (row["description"], None if row.get("encoder_only") else row["recipe"])
+             for name, row in experiments.load("ablation", "rows").items()}
+SCHEDULE_FRACTION = experiments.load("ablation", "schedule_fraction")
+_RECIPE_KEYS = ("ot_backend", "lambda_ot", "merged", "defect")  # what a row may set (bridge.xbridge_jobs)
+for _name, (_, _recipe) in ABLATIONS.items():
+    if _recipe is not None and set(_recipe) - set(_RECIPE_KEYS):
+        raise ValueError(f"{experiments.CONFIGS / 'ablation.yaml'}: row {_name!r} sets {sorted(set(_recipe) - set(_RECIPE_KEYS))}; "
+                         f"a recipe takes {list(_RECIPE_KEYS)}")
+if REFERENCE not in ABLATIONS:
+    raise ValueError(f"{experiments.CONFIGS / 'ablation.yaml'}: reference {REFERENCE!r} is not a row: {list(ABLATIONS)}")
 
 
 def folder_name(name: str) -> str:

@@ -12,7 +12,8 @@ from pathlib import Path
 import sacrebleu
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from .bases import english_prompt, llm_generate, read_jsonl, translate
+from .bases import english_prompt, llm_generate, translate
+from .runs import read_jsonl
 from .world import ENGLISH
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")

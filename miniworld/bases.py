@@ -41,32 +41,16 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback
 
+from . import experiments
 from .jobs import report_progress
-
 from .nllb_tokenizer import train_nllb_tokenizer
+from .runs import mark_done, read_jsonl, reuse
 from .world import ENGLISH, LLM_PROMPT
-
-DONE = "COMPLETED"  # marker file: a folder holding it is a finished step and is reused
-
-
-def is_done(folder: str | Path) -> bool:
-    return (Path(folder) / DONE).exists()
-
-
-def mark_done(folder: str | Path, info: dict) -> None:
-    (Path(folder) / DONE).write_text(json.dumps(info, indent=1))
-
 
 def trained_with(out: Path, cfg: BaseConfig, prefix: str) -> bool:
     """Whether `out` holds a finished base trained with `cfg`'s `prefix` fields (and its max_len and seed). A base
     trained with other settings stops the run: a changed recipe must not silently pick up the old base."""
-    if not is_done(out):
-        return False
-    changed = changed_settings(json.loads((out / DONE).read_text()).get("config", {}), cfg, prefix)
-    if changed:
-        raise RuntimeError(f"{out} holds a base trained with other settings (field: (then, now): {changed}); delete "
-                           "the folder to retrain it, or give the run another --out")
-    return True
+    return reuse(out, "config", cfg, lambda recorded, now: changed_settings(recorded or {}, now, prefix))
 
 
 def changed_settings(recorded: dict, cfg: BaseConfig, prefix: str) -> dict:
@@ -75,11 +59,6 @@ def changed_settings(recorded: dict, cfg: BaseConfig, prefix: str) -> dict:
     then = {f.name: f.default for f in fields(BaseConfig)} | recorded
     return {k: (then[k], v) for k, v in asdict(cfg).items()
             if (k.startswith(prefix) or k in ("max_len", "seed")) and then[k] != v}
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 @dataclass
@@ -123,21 +102,14 @@ class BaseConfig:
 
     @classmethod
     def general(cls) -> BaseConfig:
-        """The general world's bases (issue 13): the LLM also learns stories and summaries (of its instruction and
-        story records 60% are math, 28% summaries, 12% plain stories; repeated passages add 10%), so it trains longer
-        to keep its math (5000 steps with 45% math: 66% English accuracy; 7000 steps before the repeated passages,
-        7700 with them: the same number of math records seen; ANALYSIS.md). It learns to copy from its context, which
-        stage 1 needs to read the mapped source: random order, a copy warm-up (600-step rounds until the copy loss is
-        below 1, at most 4), 5% copy documents kept
-        (length-grouped, no LLM of the world learnt it; ANALYSIS.md section 8)."""
-        return cls(llm_steps=7700, llm_vocab=800, llm_copy_warmup_steps=600, llm_copy_fraction=0.05, llm_by_length=False,
-                   llm_copy_warmup_until=1.0, llm_copy_warmup_rounds=4)
+        """The general world's bases (issue 13; miniworld/configs/general.yaml says why)."""
+        return experiments.section("general", "bases", cls=cls)
 
     @classmethod
     def fast(cls) -> BaseConfig:
         """`python -m miniworld bases --fast`: a quick check that pretraining starts and its losses fall (on the
         small world of `WorldConfig.fast()`), not bases to build on: the shipped ones are those."""
-        return cls(nmt_steps=120, nmt_layers=2, llm_steps=120)
+        return experiments.section("fast", "bases", cls=cls)
 
 
 def _training_args(out: Path, steps: int, batch: int, lr: float, seed: int, by_length: bool = True,
@@ -198,13 +170,6 @@ def encode_pairs(tok: NllbTokenizer, rows: list[dict], max_len: int) -> list[dic
         labels = [tok.convert_tokens_to_ids(r["tgt_lang"])] + t[: max_len - 2] + [tok.eos_token_id]
         out.append(dict(input_ids=ids, attention_mask=[1] * len(ids), labels=labels, length=len(ids) + len(labels)))
     return out
-
-
-# The NMT-quality sweep's translation model (issue 13, `python -m miniworld sweep`): nmt-general's data with only
-# these shares of some seen languages' pairs (the issue's levels, fixed before any result was seen; the other
-# languages keep all of theirs). Real NLLB-200 spans high- and low-resource languages; this world's NMT is near
-# perfect on every one, so the sweep makes the weak end to measure on.
-NMT_SWEEP_LEVELS = {"qaa_Latn": 1.0, "qab_Cyrl": 0.1, "qac_Thai": 0.03, "qad_Deva": 0.01}
 
 
 def keeps_pair(row: dict, levels: dict[str, float]) -> bool:
@@ -495,14 +460,15 @@ def train_general_llm(family: str, world_dir: str | Path, out: str | Path, cfg: 
                              family=family, **({"copy_warmup_losses": warmup_losses} if warmup_losses else {}))
 
 
-def pretrain(kind: str, world_dir: str | Path, out: str | Path, cfg: BaseConfig) -> str:
-    """One base (`"llm"`, `"nmt"`, `"nmt-general"`, `"nmt-sweep"` or a general LLM `"llm-<family>"`), as a job of jobs.run_jobs; returns its
-    folder."""
+def pretrain(kind: str, world_dir: str | Path, out: str | Path, cfg: BaseConfig,
+             levels: dict[str, float] | None = None) -> str:
+    """One base (`"llm"`, `"nmt"`, `"nmt-general"`, `"nmt-sweep"` or a general LLM `"llm-<family>"`), as a job of
+    jobs.run_jobs; returns its folder. `levels`: the sweep NMT's share of each language's pairs (`keeps_pair`)."""
     if kind == "llm":
         return str(train_llm(world_dir, out, cfg))
     if kind in ("nmt", "nmt-general", "nmt-sweep"):
         return str(train_nmt(world_dir, out, cfg, general=kind != "nmt",
-                             levels=NMT_SWEEP_LEVELS if kind == "nmt-sweep" else None, name=kind))
+                             levels=levels, name=kind))
     if kind.removeprefix("llm-") in LLM_FAMILIES:
         return str(train_general_llm(kind.removeprefix("llm-"), world_dir, out, cfg))
     raise ValueError(f"unknown base {kind!r}; known: {sorted(FIRST_BASES + GENERAL_BASES)}")

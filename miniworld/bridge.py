@@ -15,8 +15,9 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .bases import is_done, mark_done
+from . import experiments
 from .jobs import JOB_ENV, Job
+from .runs import mark_done, reuse
 from .world import LLM_PROMPT
 
 # The bridge's prompt is the LLM's own training prompt around the query.
@@ -48,10 +49,8 @@ class StageSchedule:
 
     @classmethod
     def fast(cls) -> StageSchedule:
-        # Shorter recipes sat on a knife's edge: with a short stage 1 some seeds' stage 2 did not converge (CE
-        # 0.2-0.5) and those bridges did not transfer (b16 200/500: 2 of 6 seeds; b32 150/500: 1 of 5). Stage 1 as
-        # long as the main job's starts stage 2 lower; the seed distribution of this recipe is in ANALYSIS.md.
-        return cls(stage1=200, stage2=500, stage3=60, batch=32, enc_only1=40, enc_only2=40)
+        """The CI variant's schedule (miniworld/configs/fast.yaml, which says why)."""
+        return experiments.section("fast", "schedule", cls=cls)
 
     def scaled(self, fraction: float) -> StageSchedule:
         """The same recipe with every stage's steps times `fraction` (the ablation's shorter schedule)."""
@@ -100,20 +99,20 @@ def _flag_values(command: list[str]) -> dict[str, str]:
     return values
 
 
+def _changed_flags(done: list[str] | None, now: list[str]) -> dict:
+    """{flag: (then, now)} between two command lines (empty: the same command)."""
+    if done == now:
+        return {}
+    before, after = _flag_values(done or []), _flag_values(now)
+    return {k: (before.get(k), after.get(k)) for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)}
+
+
 def train(out: str, module_args: list[str], flags: list[str], *_after) -> str:
     """`python -m <module_args> <flags>` into `out` unless it is already complete; returns `out`. A job of
     jobs.run_jobs (`_after`: the results of the jobs it waited for, already named in `flags`)."""
     out_path = Path(out)
     cmd = [sys.executable, "-m", *module_args, *flags]
-    if is_done(out_path):
-        # a finished folder is reused only for the same command: a changed recipe (steps, lr, data) must not pick
-        # up a stage trained with the old one
-        done = json.loads((out_path / "COMPLETED").read_text()).get("command")
-        if done != cmd[1:]:
-            before, now = _flag_values(done or []), _flag_values(cmd[1:])
-            changed = {k: (before.get(k), now.get(k)) for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)}
-            raise RuntimeError(f"{out} holds a stage trained with another command (flag: (then, now): {changed}); "
-                               "delete the folder to retrain it, or give the run another --out")
+    if reuse(out_path, "command", cmd[1:], _changed_flags):
         return out
     out_path.mkdir(parents=True, exist_ok=True)
     with open(out_path / "train.log", "w", encoding="utf-8") as log:

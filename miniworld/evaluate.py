@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .runs import done_info, is_done
 from .world import ENGLISH, short_code
 
 # The bridge and the LLM are trained on the bare question (no instruction line); the harness's default math
@@ -184,8 +185,8 @@ def chain_losses(folder: str | Path) -> dict[str, dict[str, list[float]]]:
     """{stage folder name: logged losses} of a trained system's folder and every stage it was trained from
     (`--model_name_or_path` in each stage's COMPLETED command)."""
     losses, folder = {}, Path(folder)
-    while (folder / "COMPLETED").exists():
-        done = json.loads((folder / "COMPLETED").read_text())
+    while is_done(folder):
+        done = done_info(folder)
         losses[folder.name] = done["losses"]
         command = done.get("command", [])
         if "--model_name_or_path" not in command:

@@ -11,21 +11,17 @@ is running; jobs' own progress bars are off and the training subprocesses write 
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 import multiprocessing
 import os
 import queue as queue_module
-import re
-import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Callable
 
 from tqdm.auto import tqdm
+
+from .runs import code_state, job_keys, qualname, read_kept, write_kept
 
 # One thread per job: the numbers then do not depend on the machine's core count either (only on its CPU type).
 THREADS_PER_JOB = 1
@@ -43,8 +39,8 @@ class Job:
     args: tuple = ()
     after: tuple[str, ...] = ()  # jobs whose results this one needs; their results are appended to `args`
     cost: float = 1.0  # expected share of the work, for the progress bar only
-    # where its result is kept (a committed .json.gz beside the report): a later run whose job has the same
-    # fingerprint (`fingerprints`) takes the result from there and skips it, and the jobs only it needed
+    # where its result is kept (a committed .json.gz beside the report): a later run whose job has the same key
+    # (`runs.job_keys`: what the job depends on) takes the result from there and skips it, and the jobs only it needed
     cache: str | None = None
 
 
@@ -83,10 +79,10 @@ def run_jobs(jobs: list[Job], workers: int | None = None, desc: str = "jobs") ->
     # the main job's stage 1) run once; the others take its result
     first, alias = {}, {}
     for job in jobs:
-        alias[job.name] = first.setdefault((_qualname(job.fn), repr(job.args)), job.name)
+        alias[job.name] = first.setdefault((qualname(job.fn), repr(job.args)), job.name)
     jobs = [replace(job, after=tuple(alias[dep] for dep in job.after)) for job in jobs if alias[job.name] == job.name]
-    prints = fingerprints(jobs)
-    cached = {job.name: result for job in jobs if (result := read_cache(job, prints[job.name])) is not None}
+    prints = job_keys(jobs)
+    cached = {job.name: result for job in jobs if (result := read_kept(job.cache, prints[job.name])) is not None}
     to_run = needed(jobs, cached)
     workers = workers or default_workers()
     # job processes inherit JOB_ENV from their start (tqdm reads TQDM_DISABLE when it is imported, before any
@@ -102,78 +98,6 @@ def run_jobs(jobs: list[Job], workers: int | None = None, desc: str = "jobs") ->
             else:
                 os.environ[key] = value
     return {name: results[target] for name, target in alias.items() if target in results}
-
-
-# ------------------------------------------------------------------------------------------- kept results
-# Written by hand: a job's result kept across machines and sessions (a committed file), keyed by everything that
-# determines it; Hub/datasets caches key downloads, not the results of a pool of training jobs.
-REPO = Path(__file__).resolve().parent.parent
-# the code whose change can change a result (the reports only turn results into tables; they are not in it)
-RESULT_CODE = ("configuration_xbridge.py", "modeling_xbridge.py", "processing_xbridge.py", "pyproject.toml",
-               "train/**/*.py", "train/configs/*", "eval/**/*.py", "miniworld/world.py", "miniworld/bases.py",
-               "miniworld/bridge.py", "miniworld/variants.py", "miniworld/evaluate.py", "miniworld/nllb_tokenizer.py")
-SHIPPED_SUMS = REPO / "miniworld" / "checkpoints" / "SHA256SUMS"
-
-
-def _qualname(fn: Callable) -> str:
-    return f"{fn.__module__}.{fn.__qualname__}"
-
-
-def code_state() -> str:
-    """A hash of `RESULT_CODE`'s files and the library versions: any change there is a new fingerprint."""
-    import torch  # noqa: PLC0415
-    import transformers  # noqa: PLC0415
-
-    digest = hashlib.sha256(f"{sys.version_info[:2]} torch {torch.__version__} transformers {transformers.__version__}".encode())
-    for path in sorted({p for pattern in RESULT_CODE for p in REPO.glob(pattern) if p.is_file()}):
-        digest.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def fingerprints(jobs: list[Job]) -> dict[str, str]:
-    """{name: fingerprint}: the job's function and arguments (this checkout's path written as `<repo>`, so another
-    checkout agrees), the checksums of the shipped checkpoints they name (publishing one base leaves the others'
-    results valid), the fingerprints of the jobs it waits for, and `code_state()`."""
-    by_name, prints, code = {job.name: job for job in jobs}, {}, code_state()
-    sums = [line for line in SHIPPED_SUMS.read_text().splitlines() if not line.endswith(("README.md", "metrics.json"))]
-
-    def of(name: str) -> str:
-        if name not in prints:
-            job = by_name[name]
-            args = repr(job.args).replace(str(REPO), "<repo>")
-            kinds = set(re.findall(r"<repo>/miniworld/checkpoints/([\w-]+)", args))
-            text = json.dumps([_qualname(job.fn), args, [line for line in sums if line.split()[1].split("/")[0] in kinds],
-                               [of(dep) for dep in job.after], code])
-            prints[name] = hashlib.sha256(text.encode()).hexdigest()
-        return prints[name]
-
-    return {job.name: of(job.name) for job in jobs}
-
-
-def read_cache(job: Job, fingerprint: str):
-    """The job's kept result if its cache file holds this fingerprint, else None."""
-    if not job.cache or not Path(job.cache).exists():
-        return None
-    with gzip.open(job.cache, "rt", encoding="utf-8") as f:
-        kept = json.load(f)
-    return kept["result"] if kept["fingerprint"] == fingerprint else None
-
-
-def write_cache(job: Job, fingerprint: str, result) -> None:
-    """Atomically (a killed run never leaves half a file); gzip's timestamp is fixed, so the same result gives the
-    same bytes."""
-    path = Path(job.cache)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    import torch  # noqa: PLC0415
-
-    # the CPU kernels (AVX2, AVX512) are not in the fingerprint: another machine may go on with a report; the last
-    # bit of a float may differ between them, so each kept result says where it was computed
-    text = json.dumps(dict(job=job.name, fingerprint=fingerprint, cpu_capability=torch.backends.cpu.get_cpu_capability(),
-                           result=result))  # key order kept: reports follow it
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as f:
-        f.write(text.encode("utf-8"))
-    os.replace(tmp, path)
 
 
 def needed(jobs: list[Job], cached: dict) -> set[str]:
@@ -195,7 +119,7 @@ def _run(jobs: list[Job], workers: int, desc: str, results: dict, prints: dict[s
     """Runs `jobs` on top of `results` (the kept ones) and returns all; a job with a cache file writes its result
     there as soon as it is done (a run stopped halfway keeps what it finished)."""
     pending = {job.name: job for job in jobs}
-    by_name = dict(pending)
+    by_name, code = dict(pending), code_state()
     fractions = {job.name: 0.0 for job in jobs}
     total = sum(job.cost for job in jobs)
     shown = None
@@ -217,7 +141,7 @@ def _run(jobs: list[Job], workers: int, desc: str, results: dict, prints: dict[s
                     name = running.pop(future)
                     results[name] = future.result()  # re-raises a job's exception, naming its traceback
                     if by_name[name].cache:
-                        write_cache(by_name[name], prints[name], results[name])
+                        write_kept(by_name[name].cache, name, prints[name], results[name], code)
                     fractions[name] = 1.0
                 while True:
                     try:

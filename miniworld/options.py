@@ -24,28 +24,22 @@ import argparse
 import json
 from pathlib import Path
 
-from . import shipped
-from .bases import read_jsonl
+from . import experiments, shipped
 from .bridge import StageSchedule, common_flags, train
 from .evaluate import evaluate, register_languages
 from .jobs import Job, Stopwatch, run_jobs
 from .pipeline import Plan, step_generate, write_run_info
+from .runs import is_done, mark_data_done, read_jsonl, write_jsonl
 from .report import AVG, claims_vs, estimates_dict, math_estimates, table
 from .world import ENGLISH, short_code
 
-# One schedule for every variant: the main job's batch / lr / warmup / flags, fewer steps (CPU budget).
-SCHEDULE = StageSchedule(stage1=100, stage2=200, stage3=0, batch=32, lr=5e-3, warmup=10)
-REFERENCE = "last"
+# One schedule for every variant and the variants themselves: miniworld/configs/options.yaml.
+SCHEDULE = experiments.section("options", "schedule", cls=StageSchedule)
+REFERENCE = experiments.load("options", "reference")
 VARIANTS = {
     # name: (description, stage-1 extra flags, stage-2 data ("full" | "english"), stage 1 shared with)
-    "last": ("last encoder layer (the paper), full stage-2 data", [], "full", None),
-    "global_softmax": ("softmax weight per encoder layer, shared by all tokens", ["--encoder_fusion", "global_softmax"], "full", None),
-    "token_softmax": ("per-token layer weights (one-layer transformer over the layer stack)",
-                      ["--encoder_fusion", "token_softmax"], "full", None),
-    "last + align": ("last, stage 1 with InfoNCE alignment (0.3) + same-language matching (0.4)",
-                     ["--lambda_align", "0.3", "--lambda_lang", "0.4"], "full", None),
-    "last, English-only stage 2": ("variant 1's stage 1; stage 2 on English task records only, zero-shot elsewhere",
-                                   [], "english", "last"),
+    name: (row["description"], list(row["stage1_flags"]), row["stage2_data"], row.get("shares_stage1"))
+    for name, row in experiments.load("options", "variants").items()
 }
 
 
@@ -54,17 +48,12 @@ def folder_name(name: str) -> str:
 
 
 def english_only_file(world: Path, out: Path) -> Path:
-    """Stage-2 task records whose source is English, written once (atomically) into the out folder."""
-    path = out / "task_eng_Latn.jsonl"
-    if not path.exists():
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            for r in read_jsonl(world / "task.jsonl"):
-                if r["src_lang"] == ENGLISH:
-                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        tmp.rename(path)
-    return path
+    """Stage-2 task records whose source is English, written once into a data folder of the out folder."""
+    folder = out / "english-only-data"
+    if not is_done(folder):
+        write_jsonl(folder / "task.jsonl", [r for r in read_jsonl(world / "task.jsonl") if r["src_lang"] == ENGLISH])
+        mark_data_done(folder, {})
+    return folder / "task.jsonl"
 
 
 def variant_jobs(plan: Plan, name: str, seed: int) -> list[Job]:

@@ -20,12 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import base_eval, shipped
-from .bases import FIRST_BASES, GENERAL_BASES, LLM_FAMILIES, BaseConfig, changed_settings, is_done, mark_done, pretrain
+from . import base_eval, experiments, shipped
+from .bases import FIRST_BASES, GENERAL_BASES, LLM_FAMILIES, BaseConfig, changed_settings, pretrain
 from .bridge import StageSchedule, encoder_only_jobs, sft_jobs, xbridge_jobs
 from .evaluate import evaluate, register_languages
 from .jobs import Job, Stopwatch, run_jobs
-from .world import ENGLISH, LOW_RESOURCE, UNSEEN, WorldConfig, generate
+from .runs import done_info, is_done, mark_data_done
+from .world import ENGLISH, WorldConfig, generate
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,19 +51,14 @@ class Plan:
     @classmethod
     def make(cls, out: str | Path, results: str | Path, fast: bool = False, seeds: tuple[int, ...] | None = None,
              general: bool = False, llm: str = "llama") -> Plan:
-        if fast:
-            # three languages (a seen SOV one, the unseen one, the low-resource one), 40 problems each, one seed
-            plan = cls(Path(out), Path(results), True, StageSchedule.fast(), (0,), ("qab_Cyrl", UNSEEN, LOW_RESOURCE), 40)
-        else:
-            plan = cls(Path(out), Path(results))
+        """The plan of miniworld/configs/main.yaml or fast.yaml (and general.yaml over it: `general`)."""
+        name = "fast" if fast else "main"
+        plan = cls(Path(out), Path(results), fast, StageSchedule.fast() if fast else StageSchedule(),
+                   tuple(experiments.load(name, "seeds")), _langs(experiments.load(name, "langs")),
+                   experiments.load(name, "limit"))
         if general:
-            schedule = replace(plan.schedule, chat_template=True, max_tokens=128)
-            if not fast:  # stage 3 as long as stage 2, as in the paper: 200 -> 800 steps lifted the in-language
-                # answers by 2.9 [0.4, 5.4] points and doubled their agreement with the English ones (ANALYSIS.md, 6).
-                # Stage 1 reads the source only after a sudden drop of its LLM loss (~step 900 of 2000 on the copying
-                # LLM: x->en chrF++ 20 at 200 steps, 55 at 1000, 95-100 at 2000; ANALYSIS.md, 9); the encoder-only
-                # design's stage 1 gets the same steps, so that Table 1 compares the designs, not their budgets.
-                schedule = replace(schedule, stage1=2000, enc_only1=2000, stage3=schedule.stage2)
+            schedule = experiments.section("general", "fast_schedule" if fast else "schedule", cls=StageSchedule,
+                                           base=plan.schedule)
             plan = replace(plan, general=True, llm=llm, schedule=schedule)
         return replace(plan, seeds=tuple(seeds)) if seeds else plan
 
@@ -105,6 +101,10 @@ class Plan:
         return [ENGLISH, *langs]
 
 
+def _langs(codes: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(codes) if codes else None
+
+
 def machine() -> dict:
     """What a run was measured on (written beside the results, never into them: results must repeat)."""
     import torch  # noqa: PLC0415
@@ -117,8 +117,9 @@ def machine() -> dict:
 
 def step_generate(plan: Plan) -> Path:
     if not is_done(plan.world_dir):
-        summary = generate(plan.world_dir, plan.world)
-        mark_done(plan.world_dir, summary["counts"])
+        mark_data_done(plan.world_dir, generate(plan.world_dir, plan.world)["counts"])
+    elif "data_sha256" not in done_info(plan.world_dir):  # generated before the data were checksummed
+        mark_data_done(plan.world_dir, done_info(plan.world_dir))
     return plan.world_dir
 
 
@@ -296,7 +297,7 @@ def evaluate_base(kind: str, world: str, limit: int | None, folder: str) -> dict
     else:
         result = (base_eval.eval_llm if kind == "llm" else base_eval.eval_general_llm)(folder, world, limit=limit)
     result.pop("seconds", None)  # a metric must repeat; seconds do not
-    result["losses"] = json.loads((Path(folder) / "COMPLETED").read_text()).get("losses")
+    result["losses"] = done_info(folder).get("losses")
     return result
 
 
@@ -348,7 +349,7 @@ def publish_checkpoints(plan: Plan, names: tuple[str, ...]) -> None:
         measured = json.loads((plan.results / report).read_text())["rebuilt"]
     for kind in bases:
         folder = plan.out / "bases" / kind
-        info = json.loads((folder / "COMPLETED").read_text())
+        info = done_info(folder)
         steps = info["config"]["nmt_steps" if kind.startswith("nmt") else "llm_steps"]
         card = _card(kind, _base_description(kind), f"{info['params']:,} parameters, {steps} steps, seed "
                      f"{info['config']['seed']}, one thread; final training loss {info['train_loss']:.4f}",

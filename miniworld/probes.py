@@ -22,7 +22,8 @@ import torch
 
 from . import shipped, stats
 from .base_eval import copy_nll, scrambled, story_nll
-from .bases import LLM_FAMILIES, is_done, mark_done, read_jsonl
+from .bases import LLM_FAMILIES
+from .runs import is_done, mark_data_done, read_jsonl
 from .world import ENGLISH, WorldConfig, generate
 
 N_READ_BACK = 50  # held-out sentences per source language through a stage-1 bridge
@@ -74,13 +75,13 @@ def bridge_read_back(stage1: Path, world: Path) -> dict[str, float]:
 
 def run(world: Path, runs: Path, out: Path) -> dict:
     if not is_done(world):  # the general world, as the main job generates it (deterministic)
-        mark_done(world, generate(world, WorldConfig())["counts"])
+        mark_data_done(world, generate(world, WorldConfig())["counts"])
     stories = [r["story"] for r in read_jsonl(world / "test" / "stories.jsonl") if r["lang"] == ENGLISH]
     results = {}
     for family in LLM_FAMILIES:
         row = {name: e.to_dict() for name, e in llm_probes(shipped.checkpoint(f"llm-{family}"), stories).items()}
         stage1 = runs / family / "xbridge" / "seed0" / "stage1"
-        if (stage1 / "COMPLETED").exists():
+        if is_done(stage1):
             row["bridge read-back chrF++"] = {lang: round(v, 2) for lang, v in bridge_read_back(stage1, world).items()}
         results[family] = row
     out.mkdir(parents=True, exist_ok=True)

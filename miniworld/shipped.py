@@ -11,12 +11,13 @@ command that rebuilds it) and `metrics.json`; `miniworld/checkpoints/SHA256SUMS`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from .runs import DONE, sha256
 
 ROOT = Path(__file__).resolve().parent / "checkpoints"
 NAMESPACE = "xbridge-miniworld"
@@ -39,14 +40,6 @@ def checkpoint(name: str) -> str:
 def metrics(name: str) -> dict:
     """The metrics measured when the checkpoint was made (`metrics.json` next to it)."""
     return json.loads((Path(checkpoint(name)) / "metrics.json").read_text())
-
-
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _files(folder: Path) -> list[Path]:
@@ -79,7 +72,7 @@ def publish(name: str, source: str | Path, card: str, info: dict) -> Path:
         raise ValueError(f"unknown shipped checkpoint {name!r}; shipped: {list(NAMES)}")
     ROOT.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=ROOT))
-    skip = {"COMPLETED", "training_args.bin", "trainer_state.json", "train.log", "all_results.json", "train_results.json"}
+    skip = {DONE, "training_args.bin", "trainer_state.json", "train.log", "all_results.json", "train_results.json"}
     for path in _files(Path(source)):
         rel = path.relative_to(source)
         if rel.parts[0] in ("trainer", "checkpoints") or path.name in skip or rel.parts[0].startswith("checkpoint-"):

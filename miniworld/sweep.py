@@ -2,7 +2,7 @@
 
 Real NLLB-200 is far from this world's NMT (chrF 95-100 on every language) on its low-resource languages. The sweep
 trains one more translation model, `nmt-sweep`: exactly nmt-general's recipe, with only a share of some languages'
-translation pairs (bases.NMT_SWEEP_LEVELS: 100/10/3/1%). Everything else is the general main job's: the world, the
+translation pairs (`NMT_SWEEP_LEVELS`, miniworld/configs/sweep.yaml: 100/10/3/1%). Everything else is the general main job's: the world, the
 LLM, the XBridge recipe, the seeds (the stage data too, but for the cuts below). Each language is one point: the NMT's own x->en chrF++
 against the task scores of translate-test (which translates with that NMT) and XBridge (whose encoder and decoder
 are that NMT's). The main job over nmt-general gives every language's 100% point; its results are read back from
@@ -19,16 +19,15 @@ XL-Sum setting is the second (task data in every language); the third asks what 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from . import stats
-from .bases import NMT_SWEEP_LEVELS, BaseConfig, keeps_pair, pretrain, read_jsonl
+from . import experiments, stats
+from .bases import BaseConfig, keeps_pair, pretrain
 from .evaluate import evaluate
 from .jobs import Job
+from .runs import mark_data_done, read_jsonl, write_jsonl
 from .pipeline import STEP_COST, Plan, run_parts, step_generate, trained_system_jobs
 from .report import AVG, error_bars, label, math_estimates, math_groups, translation_estimates
 from .world import ENGLISH, LOW_RESOURCE, short_code
@@ -36,6 +35,7 @@ from .world import ENGLISH, LOW_RESOURCE, short_code
 MATCHED = "xbridge (matched pairs)"  # XBridge whose stage-1 records are cut to the sweep NMT's levels
 MATCHED_ALL = "xbridge (matched pairs and task data)"  # ... and its task records as well
 SYSTEMS = ("translate-test", "xbridge", MATCHED, MATCHED_ALL)
+NMT_SWEEP_LEVELS = experiments.load("sweep", "levels")  # language: its share of the sweep NMT's pairs
 NMT_SWEEP_LEVELS_SHORT = {short_code(code) for code in NMT_SWEEP_LEVELS}
 TASKS = {"answer-en": "math, English answer (accuracy %)", "answer-x": "math, answer in the question's language (%)",
          "summary": "summary in the story's language (ROUGE-L)"}
@@ -60,14 +60,10 @@ def write_matched_data(data_dir: Path, out: Path, task: bool = False) -> Path:
     """`out`/stage1.jsonl: `data_dir`'s stage-1 records that survive NMT_SWEEP_LEVELS; `out`/task.jsonl: the task
     records, cut the same way if `task`, else whole. Written atomically, the same files on every run (the filter is
     a hash, not a draw)."""
-    out.mkdir(parents=True, exist_ok=True)
     for name, english, cut in (("stage1.jsonl", "en_text", True), ("task.jsonl", "answer_en", task)):
-        if cut:
-            rows = [r for r in read_jsonl(data_dir / name) if keeps_record(r, NMT_SWEEP_LEVELS, english)]
-            (out / f"{name}.tmp").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        else:
-            shutil.copyfile(data_dir / name, out / f"{name}.tmp")
-        os.replace(out / f"{name}.tmp", out / name)
+        rows = read_jsonl(data_dir / name)
+        write_jsonl(out / name, [r for r in rows if keeps_record(r, NMT_SWEEP_LEVELS, english)] if cut else rows)
+    mark_data_done(out, dict(levels=NMT_SWEEP_LEVELS, task_cut=task))
     return out
 
 
@@ -81,7 +77,7 @@ def sweep_jobs(plan: Plan) -> list[Job]:
     step_generate(plan)
     nmt, (_, llm) = str(plan.out / "nmt-sweep"), plan.base_folders()
     world, langs = str(plan.world_dir), plan.eval_langs()
-    jobs = [Job("nmt-sweep", pretrain, ("nmt-sweep", world, nmt, BaseConfig.general()),
+    jobs = [Job("nmt-sweep", pretrain, ("nmt-sweep", world, nmt, BaseConfig.general(), NMT_SWEEP_LEVELS),
                 cost=BaseConfig.general().nmt_steps * STEP_COST["nmt-general"])]
     for system, models in {"nmt": dict(nmt=nmt), "translate-test": dict(nmt=nmt, llm=llm)}.items():
         jobs.append(Job(f"{system}/eval", evaluate_after_nmt, (system, plan.benchmarks(system), world,
@@ -163,7 +159,7 @@ def write_sweep_report(plan: Plan, per_system: dict[str, list[dict]], main: dict
              f"(~2,000 per seen language); `{MATCHED_ALL}`: the task records (an English answer or summary and its "
              "translation, ~1,200 per seen language) cut as well. Rows `nmt-general` are the main job's (every "
              "language's pairs, results/miniworld/general/" + plan.llm + "/). Cells: mean ± seed sd [95% interval]; "
-             "translate-test is untrained (one run: its interval is over the test items). The shares (`bases.NMT_SWEEP_LEVELS`) "
+             "translate-test is untrained (one run: its interval is over the test items). The shares (`miniworld/configs/sweep.yaml`) "
              "were fixed before any result was seen; the pairs kept are chosen by a hash of language and sentence.", "",
              header, "| --- " * (5 + len(TASKS) * len(SYSTEMS)) + "|"]
     for p in points:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from miniworld import stats
-from miniworld.jobs import Job, read_cache, run_jobs, write_cache
+from miniworld.jobs import Job, run_jobs
+from miniworld.runs import read_kept, write_kept
 
 
 def _outcomes(p: float, n: int, seed: int) -> list[float]:
@@ -206,7 +207,8 @@ def test_matched_sweep_data_cut_by_the_nmt_pairs_hash(tmp_path):
     """The matched bridge's stage 1 keeps a record only where the sweep NMT keeps the pair of each of its
     non-English languages with the same English sentence; English-only records stay whole, and the task data too
     unless they are cut as well (keyed on their English answer)."""
-    from miniworld.bases import NMT_SWEEP_LEVELS, keeps_pair
+    from miniworld.bases import keeps_pair
+    from miniworld.sweep import NMT_SWEEP_LEVELS
     from miniworld.sweep import write_matched_data
 
     def record(i, src, tgt):
@@ -286,23 +288,22 @@ def test_job_runner_keeps_results_and_reuses_them_only_for_the_same_fingerprint(
     # a result comes back as it was, its keys in their order (the reports' rows and columns follow it)
     ordered = Job("outcomes", _square, (), cache=str(tmp_path / "ordered.json.gz"))
     result = {"mgsm": {"answer-en": {"en": [1.0, 0.0], "qab": [0.5]}}, "losses": {"stage3": {"loss": [2, 1]}, "stage1": {}}}
-    write_cache(ordered, "f", result)
-    assert json.dumps(read_cache(ordered, "f")) == json.dumps(result) and read_cache(ordered, "g") is None
+    write_kept(ordered.cache, ordered.name, "f", result)
+    assert json.dumps(read_kept(ordered.cache, "f")) == json.dumps(result) and read_kept(ordered.cache, "g") is None
 
 
-def test_a_fingerprint_follows_the_shipped_checkpoints_its_job_names(tmp_path, monkeypatch):
-    """Publishing a base changes the fingerprints of the jobs that use it, and only theirs."""
-    from miniworld import jobs as jobs_module
-    from miniworld import shipped
+def test_a_key_follows_the_shipped_checkpoints_its_job_names(tmp_path, monkeypatch):
+    """Publishing a base changes the keys of the jobs that use it, and only theirs."""
+    from miniworld import runs, shipped
 
     sums = tmp_path / "SHA256SUMS"
-    monkeypatch.setattr(jobs_module, "SHIPPED_SUMS", sums)
+    monkeypatch.setattr(runs, "SHIPPED_SUMS", sums)
     pool = [Job("llama", _square, (shipped.checkpoint("llm-llama"),)), Job("gemma", _square, (shipped.checkpoint("llm-gemma"),))]
     before = {"llm-llama": "aa", "llm-gemma": "bb"}
     sums.write_text("".join(f"{sha}  {kind}/model.safetensors\n" for kind, sha in before.items()))
-    first = jobs_module.fingerprints(pool)
+    first = runs.job_keys(pool)
     sums.write_text("".join(f"{sha}  {kind}/model.safetensors\n" for kind, sha in (before | {"llm-gemma": "cc"}).items()))
-    second = jobs_module.fingerprints(pool)
+    second = runs.job_keys(pool)
     assert first["llama"] == second["llama"] and first["gemma"] != second["gemma"]
 
 

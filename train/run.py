@@ -154,8 +154,10 @@ def _stage_key(command: str, xargs) -> str:
     return command
 
 
-def _from_bases(stage_key: str) -> bool:
-    return stage_key in ("stage1", "encoder-only-stage1")
+def stage_lambdas(stage_key: str, xargs) -> list[float]:
+    """(llm, dec, ot) loss weights: the stage's own (trainer.STAGES), each overridden by its --lambda_* flag."""
+    preset = STAGES[stage_key]["lambdas"]
+    return [preset[i] if v is None else v for i, v in enumerate((xargs.lambda_llm, xargs.lambda_dec, xargs.lambda_ot))]
 
 
 def build_model_and_processor(stage_key: str, xargs):
@@ -169,9 +171,8 @@ def build_model_and_processor(stage_key: str, xargs):
     if dtype is None:
         raise ValueError(f"--base_dtype {xargs.base_dtype!r}: use bfloat16, float32, float16 or auto")
     preset = STAGES[stage_key]
-    lambdas = [preset["lambdas"][i] if v is None else v
-               for i, v in enumerate((xargs.lambda_llm, xargs.lambda_dec, xargs.lambda_ot))]
-    if _from_bases(stage_key):
+    lambdas = stage_lambdas(stage_key, xargs)
+    if preset["from_bases"]:
         if xargs.model_name_or_path and not (xargs.nmt_name_or_path or xargs.llm_name_or_path):
             model = XBridgeForConditionalGeneration.from_pretrained(xargs.model_name_or_path, dtype=dtype)
             processor = XBridgeProcessor.from_pretrained(xargs.model_name_or_path)
@@ -191,7 +192,7 @@ def build_model_and_processor(stage_key: str, xargs):
         model = XBridgeForConditionalGeneration.from_pretrained(xargs.model_name_or_path, dtype=dtype)
         processor = XBridgeProcessor.from_pretrained(xargs.model_name_or_path)
     model.config.lambda_llm, model.config.lambda_dec, model.config.lambda_ot = lambdas
-    if not _from_bases(stage_key):
+    if not preset["from_bases"]:
         if xargs.encoder_fusion and xargs.encoder_fusion != getattr(model.config, "encoder_fusion", "last"):
             raise ValueError(f"--encoder_fusion {xargs.encoder_fusion!r}: the bridge was built with "
                              f"{model.config.encoder_fusion!r} in stage 1 and cannot change afterwards")

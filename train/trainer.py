@@ -17,19 +17,28 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 # What each trainer feeds the model and which weights it trains. `set_stage` is the model's one declared place
 # for trainable parameters; the encoder-only baseline (MindMerger design) trains stage 2's set in both of its
 # stages, on translation pairs first and task data second, with the LLM loss only.
-# lambdas: (llm, dec, ot). The LLM term with weight 0 is skipped by the model (no full-vocabulary logits);
+# lambdas: (llm, dec, ot), the one place of the stages' loss weights (the recipes' YAML does not repeat them;
+# --lambda_* flags override them). The LLM term with weight 0 is skipped by the model (no full-vocabulary logits);
 # decoder and OT terms with weight 0 are still computed and logged, but add nothing to the loss.
+# from_bases: the stage builds a new bridge from the two bases (the others go on from a trained bridge).
 STAGES = {
     "stage1": dict(model_stage=1, record_kind="stage1", prompt=False, answers="en_text", targets="tgt_text",
-                   source="src_text", lambdas=(1.0, 1.0, 6.0)),
+                   source="src_text", lambdas=(1.0, 1.0, 6.0), from_bases=True),
     "stage2": dict(model_stage=2, record_kind="stage2", prompt=True, answers="answer_en", targets=None,
-                   source="question", lambdas=(1.0, 0.0, 0.0)),
+                   source="question", lambdas=(1.0, 0.0, 0.0), from_bases=False),
     "stage3": dict(model_stage=3, record_kind="stage3", prompt=True, answers="answer_en", targets="answer_tgt",
-                   source="question", lambdas=(0.0, 1.0, 6.0)),
+                   source="question", lambdas=(0.0, 1.0, 6.0), from_bases=False),
     "encoder-only-stage1": dict(model_stage=2, record_kind="encoder-only-stage1", prompt=False, answers="en_text",
-                                targets=None, source="src_text", lambdas=(1.0, 0.0, 0.0)),
+                                targets=None, source="src_text", lambdas=(1.0, 0.0, 0.0), from_bases=True),
     "encoder-only-stage2": dict(model_stage=2, record_kind="encoder-only", prompt=True, answers="answer_en",
-                                targets=None, source="question", lambdas=(1.0, 0.0, 0.0)),
+                                targets=None, source="question", lambdas=(1.0, 0.0, 0.0), from_bases=False),
+    # Two ablations of the recipe (`python -m miniworld.variants`; `python -m train` has no command for them):
+    # stages 2 and 3 merged (task data with the prompt, stage 1's trainable set, all three losses at once); and the
+    # released stage-1 command's defect (the decoder side frozen: CE_dec and OT computed, training nothing of it).
+    "stage23": dict(model_stage=1, record_kind="stage3", prompt=True, answers="answer_en", targets="answer_tgt",
+                    source="question", lambdas=(1.0, 1.0, 6.0), from_bases=False),
+    "stage1-defect": dict(model_stage=2, record_kind="stage1", prompt=False, answers="en_text", targets="tgt_text",
+                          source="src_text", lambdas=(1.0, 1.0, 6.0), from_bases=True),
 }
 
 # Which side each tensor is padded on and with what (the processor pads to the batch's longest; the collator
