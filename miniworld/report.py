@@ -201,9 +201,8 @@ def loss_chart(losses: dict[str, dict[str, list[float]]], path: Path) -> None:
     plt.close(fig)
 
 
-def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> dict:
-    results = plan.results
-    results.mkdir(parents=True, exist_ok=True)
+def main_estimates(plan, per_system: dict[str, list[dict]], losses: dict) -> dict:
+    """Every number of the main report, computed from the evaluations' outcomes (no file is written)."""
     columns = [short_code(c) for c in plan.eval_langs()] + [AVG]
     order = [s for s in SYSTEM_ORDER if s in per_system]
     math = {task: {s: math_estimates(per_system[s], task) for s in order} for task in ("answer-en", "answer-x")}
@@ -222,6 +221,14 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
     checks = claims(per_system)
     kinds = ("nmt-general", f"llm-{plan.llm}") if plan.general else ("nmt", "llm")
     base = {"llm": shipped.metrics(kinds[1]), "nmt": shipped.metrics(kinds[0])} if not plan.bases else {}
+    return dict(columns=columns, trans_columns=trans_columns, order=order, math=math, translation=translation,
+                bleu=bleu, summary=summary, errors=errors, claims=checks, kinds=kinds, base=base, losses=losses)
+
+
+def main_markdown(plan, per_system: dict[str, list[dict]], e: dict) -> str:
+    """The main report's README.md from `main_estimates` (and the per-seed rows of `per_system`)."""
+    columns, trans_columns, math, translation, bleu = e["columns"], e["trans_columns"], e["math"], e["translation"], e["bleu"]
+    summary, errors, checks, kinds, base, losses = e["summary"], e["errors"], e["claims"], e["kinds"], e["base"], e["losses"]
     seeds = ", ".join(map(str, plan.seeds))
     command = f"python -m miniworld{' general --llm ' + plan.llm if plan.general else ''}{' --fast' if plan.fast else ''}"
     lines = [
@@ -268,7 +275,17 @@ def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> 
         "Plots: `math_en.png`, `math_x.png`, `translation.png`, " + ("`summaries.png`, " if summary else "") +
         "`losses.png`. Wall times and the machine: `run_info.json`.",
     ]
-    (results / "README.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def write_main_report(plan, per_system: dict[str, list[dict]], losses: dict) -> dict:
+    """README.md, the plots and results.json of a main job (from `main_estimates`); returns the JSON's content."""
+    results = plan.results
+    results.mkdir(parents=True, exist_ok=True)
+    e = main_estimates(plan, per_system, losses)
+    columns, trans_columns, math, translation, bleu = e["columns"], e["trans_columns"], e["math"], e["translation"], e["bleu"]
+    summary, errors, checks, base = e["summary"], e["errors"], e["claims"], e["base"]
+    (results / "README.md").write_text(main_markdown(plan, per_system, e))
     bar_chart(math["answer-en"], columns, "English answer accuracy (%)", results / "math_en.png")
     if math.get("answer-x"):
         bar_chart(math["answer-x"], columns, "Answer accuracy in the question's language (%)", results / "math_x.png")
