@@ -256,37 +256,47 @@ def rebuild_bases(plan: Plan, cfg: BaseConfig | None = None, workers: int | None
                  Job(f"{kind}/eval", evaluate_base, (kind, world, plan.limit), after=(kind,), cost=40)]
     done = clock.run("pretrain_and_evaluate", run_jobs, jobs, workers, "bases")
     rebuilt = {kind: done[f"{kind}/eval"] for kind in folders}
-    comparison = dict(rebuilt=rebuilt, shipped={}, identical={})
-    for kind, folder in folders.items():
-        if not compare:
-            comparison["identical"][kind] = None
-            continue
-        try:
-            comparison["shipped"][kind] = shipped.metrics(kind)
-            comparison["identical"][kind] = compare_weights(folder, shipped.checkpoint(kind))
-        except (FileNotFoundError, ValueError):  # not shipped (yet)
-            comparison["identical"][kind] = None
-            continue
-        # what the recipe changed since the shipped base was trained (empty: the same recipe)
-        changed = changed_settings(comparison["shipped"][kind].get("config", {}), cfg, "nmt_" if kind.startswith("nmt") else "llm_")
-        comparison["identical"][kind]["changed_settings"] = {k: list(v) for k, v in changed.items()}
+    comparison = compare_with_shipped(folders, rebuilt, cfg) if compare else dict(
+        rebuilt=rebuilt, shipped={}, identical={kind: None for kind in folders})
     from .report import write_bases_report  # noqa: PLC0415
 
     name = "bases" if set(kinds) <= set(FIRST_BASES) else "bases-general"
     everything = FIRST_BASES if name == "bases" else GENERAL_BASES
     last = plan.results / ("base_models.json" if name == "bases" else "base_models_general.json")
     if set(kinds) != set(everything) and last.exists():  # some bases rebuilt: the others keep the last report's rows
-        last_report, kept = json.loads(last.read_text()), [kind for kind in everything if kind not in kinds]
-        # the others: their rebuilt metrics from the last report beside today's shipped ones (the last report's
-        # weight comparison was against the checkpoints shipped then)
-        comparison["rebuilt"] = {kind: last_report["rebuilt"][kind] if kind in kept else rebuilt[kind] for kind in everything}
-        for kind in kept:
-            comparison["shipped"][kind] = shipped.metrics(kind)
-            comparison["identical"][kind] = None
-        comparison["from_last_report"] = kept
+        comparison = with_last_rows(comparison, json.loads(last.read_text()), everything)
     write_bases_report(comparison, plan.results, name)
     write_run_info(plan.results, name if set(kinds) == set(everything) else f"{name} {' '.join(kinds)}", clock.times, workers)
     return comparison
+
+
+def compare_with_shipped(folders: dict[str, Path], rebuilt: dict[str, dict], cfg: BaseConfig) -> dict:
+    """The rebuilt bases' metrics beside the shipped ones', whether the weights are identical bit for bit, and
+    what the recipe changed since the shipped base was trained (a base not shipped (yet): `identical` None)."""
+    comparison = dict(rebuilt=rebuilt, shipped={}, identical={})
+    for kind, folder in folders.items():
+        try:
+            comparison["shipped"][kind] = shipped.metrics(kind)
+            comparison["identical"][kind] = compare_weights(folder, shipped.checkpoint(kind))
+        except (FileNotFoundError, ValueError):
+            comparison["identical"][kind] = None
+            continue
+        changed = changed_settings(comparison["shipped"][kind].get("config", {}), cfg, "nmt_" if kind.startswith("nmt") else "llm_")
+        comparison["identical"][kind]["changed_settings"] = {k: list(v) for k, v in changed.items()}
+    return comparison
+
+
+def with_last_rows(comparison: dict, last_report: dict, everything: tuple[str, ...]) -> dict:
+    """`comparison` of some bases, completed with the last report's rebuilt metrics of the others beside today's
+    shipped ones (the last report's weight comparison was against the checkpoints shipped then)."""
+    kept = [kind for kind in everything if kind not in comparison["rebuilt"]]
+    merged = dict(comparison, rebuilt={kind: last_report["rebuilt"][kind] if kind in kept else comparison["rebuilt"][kind]
+                                       for kind in everything},
+                  shipped=dict(comparison["shipped"]), identical=dict(comparison["identical"]), from_last_report=kept)
+    for kind in kept:
+        merged["shipped"][kind] = shipped.metrics(kind)
+        merged["identical"][kind] = None
+    return merged
 
 
 def evaluate_base(kind: str, world: str, limit: int | None, folder: str) -> dict:

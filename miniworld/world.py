@@ -21,6 +21,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .runs import write_jsonl
+
 ENGLISH = "eng_Latn"
 
 # The prompt the English LLM is trained with (short Alpaca form of the paper's math prompt). `{question}` is the
@@ -518,7 +520,7 @@ class WorldConfig:
     low_resource_fraction: float = 0.1  # share of translation/task data the low-resource language gets
     max_ops: int = 3  # operations per problem: 1..max_ops
     languages: tuple[str, ...] | None = None  # None: all of LANGUAGE_SPECS
-    # the general world (general/: a general English LLM, stories and their summaries; see `generate_general`)
+    # the general world (general/: a general English LLM, stories and their summaries; see `build_general`)
     n_llm_general: int = 60000  # English LLM records: math and summaries as instructions, stories as plain text
     n_nmt_stories: int = 1500  # stories (and their summaries) translated into every language for the NMT
     n_test_stories: int = 100  # held-out stories per language
@@ -581,15 +583,36 @@ def trilingual_record(world: World, rng: random.Random, item: list[Sentence], sr
                 tgt_text=world.realise(item, tgt), tgt_lang=tgt)
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+def translation_pairs(world: World, items: list[tuple[int, list[Sentence]]]) -> list[dict]:
+    """Translation pairs of each (index, item) between English and every language, both directions; the
+    low-resource language gets only every 1/fraction-th item (by its index)."""
+    rows, every = [], round(1 / world.config.low_resource_fraction)
+    for i, item in items:
+        en = world.realise(item, ENGLISH)
+        for code in world.codes:
+            if code == LOW_RESOURCE and i % every != 0:
+                continue
+            x = world.realise(item, code)
+            rows += [dict(src_text=x, src_lang=code, tgt_text=en, tgt_lang=ENGLISH),
+                     dict(src_text=en, src_lang=ENGLISH, tgt_text=x, tgt_lang=code)]
+    return rows
 
 
 def generate(out: str | Path, config: WorldConfig | None = None) -> dict:
-    """Write the whole world under `out`; returns a summary (also written as `world.json`).
+    """Write the whole world (`build`) under `out`; returns its summary (also written as `world.json`)."""
+    files, summary = build(config or WorldConfig())
+    out = Path(out)
+    for name, content in files.items():
+        if isinstance(content, str):
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_text(content, encoding="utf-8")
+        else:
+            write_jsonl(out / name, content)
+    return summary
+
+
+def build(config: WorldConfig) -> tuple[dict[str, list[dict] | str], dict]:
+    """Every file of the world, {path: JSONL rows or text}, and its summary; nothing is written.
 
     Layout:
       llm_pretrain.jsonl            {prompt, completion, answer}       English only
@@ -600,8 +623,6 @@ def generate(out: str | Path, config: WorldConfig | None = None) -> dict:
       test/mgsm/mgsm_<short>.tsv    question<TAB>answer (MGSM layout, line i = same problem in every language)
       test/flores/<code>.devtest    one sentence per line (FLORES layout, line-aligned across languages)
     """
-    config = config or WorldConfig()
-    out = Path(out)
     world = World(config)
     rng = random.Random(config.seed)
 
@@ -660,16 +681,7 @@ def generate(out: str | Path, config: WorldConfig | None = None) -> dict:
                 sents = p.question + p.reasoning
                 i = rng.randrange(len(sents))
                 items.append(sents[i:i + rng.choice([1, 1, 2])])
-    nmt_rows = []
-    for i, item in enumerate(items):
-        en = world.realise(item, ENGLISH)
-        for code in world.codes:
-            # the low-resource language gets only a prefix of the items (every 1/fraction-th item)
-            if code == LOW_RESOURCE and i % round(1 / config.low_resource_fraction) != 0:
-                continue
-            x = world.realise(item, code)
-            nmt_rows.append(dict(src_text=x, src_lang=code, tgt_text=en, tgt_lang=ENGLISH))
-            nmt_rows.append(dict(src_text=en, src_lang=ENGLISH, tgt_text=x, tgt_lang=code))
+    nmt_rows = translation_pairs(world, list(enumerate(items)))
     rng.shuffle(nmt_rows)
 
     # Stage 1: (x, en, y) with x and y among the seen languages and English; y = x half of the time.
@@ -695,25 +707,21 @@ def generate(out: str | Path, config: WorldConfig | None = None) -> dict:
     rng.shuffle(task_rows)
 
     # Held-out test sets in every language (English too).
-    test_rows = []
+    test_rows, files = [], {}
     for code in [ENGLISH, *world.codes]:
         for i, p in enumerate(test_problems):
             test_rows.append(dict(id=i, lang=code, question=world.realise(p.question, code), answer=p.answer,
                                   n_ops=p.n_ops, answer_en=world.realise(p.reasoning, ENGLISH),
                                   answer_tgt=world.realise(p.reasoning, code)))
-        mgsm = out / "test" / "mgsm" / f"mgsm_{short_code(code)}.tsv"
-        mgsm.parent.mkdir(parents=True, exist_ok=True)
-        mgsm.write_text("".join(f"{world.realise(p.question, code)}\t{p.answer}\n" for p in test_problems), encoding="utf-8")
-        flores = out / "test" / "flores" / f"{code}.devtest"
-        flores.parent.mkdir(parents=True, exist_ok=True)
-        flores.write_text("".join(world.realise([s], code) + "\n" for s in test_sents), encoding="utf-8")
+        files[f"test/mgsm/mgsm_{short_code(code)}.tsv"] = "".join(
+            f"{world.realise(p.question, code)}\t{p.answer}\n" for p in test_problems)
+        files[f"test/flores/{code}.devtest"] = "".join(world.realise([s], code) + "\n" for s in test_sents)
 
-    general_counts = generate_general(out, world, seen_q, seen_s)
-    _write_jsonl(out / "llm_pretrain.jsonl", llm_rows)
-    _write_jsonl(out / "nmt_pretrain.jsonl", nmt_rows)
-    _write_jsonl(out / "stage1.jsonl", stage1_rows)
-    _write_jsonl(out / "task.jsonl", task_rows)
-    _write_jsonl(out / "test" / "problems.jsonl", test_rows)
+    general = build_general(world, seen_q, seen_s)
+    general_counts = {name: len(rows) for name, rows in general.items() if not name.startswith("test/xlsum/")}
+    files.update(general)
+    files.update({"llm_pretrain.jsonl": llm_rows, "nmt_pretrain.jsonl": nmt_rows, "stage1.jsonl": stage1_rows,
+                  "task.jsonl": task_rows, "test/problems.jsonl": test_rows})
     summary = dict(
         config=config.__dict__, english=ENGLISH, languages={c: dict(order=l.order, script=l.script) for c, l in world.languages.items()},
         unseen=UNSEEN, low_resource=LOW_RESOURCE, seen=world.seen,
@@ -722,8 +730,8 @@ def generate(out: str | Path, config: WorldConfig | None = None) -> dict:
         examples={c: dict(question=world.realise(test_problems[0].question, c), answer=world.realise(test_problems[0].reasoning, c),
                           sentence=world.realise([test_sents[0]], c)) for c in [ENGLISH, *world.codes]},
     )
-    (out / "world.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
-    return summary
+    files["world.json"] = json.dumps(summary, ensure_ascii=False, indent=1)
+    return files, summary
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -766,9 +774,9 @@ def _with_repeats(llm_rows: list[dict], world: World, test_sentences: set[str], 
     return rows
 
 
-def generate_general(out: Path, world: World, test_questions: set[str], test_sentences: set[str]) -> dict:
-    """Write `general/` and the held-out stories, never repeating a test problem, sentence or story. Its own random
-    stream, so the files of the first world (above) stay byte for byte what they were.
+def build_general(world: World, test_questions: set[str], test_sentences: set[str]) -> dict[str, list[dict]]:
+    """The files of `general/` and the held-out stories, {path: rows}, never repeating a test problem, sentence or
+    story. Its own random stream, so the files of the first world (above) stay byte for byte what they were.
 
       general/llm.jsonl     English only: {text} (stories and repeated passages, loss on all of it) or
                             {instruction, input, output, task}
@@ -824,17 +832,8 @@ def generate_general(out: Path, world: World, test_questions: set[str], test_sen
             llm_rows.append(dict(text=world.realise(fresh_story().sentences, ENGLISH)))
     llm_rows = _with_repeats(llm_rows, world, test_sentences, seen_t)
 
-    nmt_rows = []
-    for i in range(config.n_nmt_stories):
-        story = fresh_story()
-        for item in (story.sentences, story.summary):
-            en = world.realise(item, ENGLISH)
-            for code in world.codes:
-                if code == LOW_RESOURCE and i % round(1 / config.low_resource_fraction) != 0:
-                    continue
-                x = world.realise(item, code)
-                nmt_rows += [dict(src_text=x, src_lang=code, tgt_text=en, tgt_lang=ENGLISH),
-                             dict(src_text=en, src_lang=ENGLISH, tgt_text=x, tgt_lang=code)]
+    stories = [fresh_story() for _ in range(config.n_nmt_stories)]
+    nmt_rows = translation_pairs(world, [(i, item) for i, story in enumerate(stories) for item in (story.sentences, story.summary)])
     rng.shuffle(nmt_rows)
 
     # Stage 1 (the paper's translation data): general sentences and story sentences, y = x half of the time
@@ -868,15 +867,12 @@ def generate_general(out: Path, world: World, test_questions: set[str], test_sen
                                       answer_tgt=world.realise(story.summary, src), tgt_lang=src))
     rng.shuffle(task_rows)
 
-    test_rows = []
+    test_rows, files = [], {}
     for code in [ENGLISH, *world.codes]:
         rows = [dict(id=i, lang=code, story=world.realise(s.sentences, code), summary=world.realise(s.summary, code),
                      summary_en=world.realise(s.summary, ENGLISH)) for i, s in enumerate(test_stories)]
         test_rows += rows
-        _write_jsonl(out / "test" / "xlsum" / f"{xlsum_name(code)}_test.jsonl",
-                     [dict(id=str(r["id"]), url="", title="", summary=r["summary"], text=r["story"]) for r in rows])
-    files = {"general/llm.jsonl": llm_rows, "general/nmt.jsonl": nmt_rows, "general/stage1.jsonl": stage1_rows,
-             "general/task.jsonl": task_rows, "test/stories.jsonl": test_rows}
-    for name, rows in files.items():
-        _write_jsonl(out / name, rows)
-    return {name: len(rows) for name, rows in files.items()}
+        files[f"test/xlsum/{xlsum_name(code)}_test.jsonl"] = [dict(id=str(r["id"]), url="", title="",
+                                                                   summary=r["summary"], text=r["story"]) for r in rows]
+    return {**files, "general/llm.jsonl": llm_rows, "general/nmt.jsonl": nmt_rows, "general/stage1.jsonl": stage1_rows,
+            "general/task.jsonl": task_rows, "test/stories.jsonl": test_rows}
