@@ -1,13 +1,21 @@
 """XBridge configuration: an NLLB-200 (M2M100) translation model and a causal LLM joined by mapping layers.
 
-Part of the flat Hub bundle (`configuration_xbridge.py`, `modeling_xbridge.py`, `processing_xbridge.py`):
-only torch and transformers are imported here, so `trust_remote_code` loading needs nothing else.
+Part of the flat Hub bundle (`configuration_xbridge.py`, `modeling_xbridge.py`, `processing_xbridge.py`,
+`hub_xbridge.py`; the list is `hub_xbridge.BUNDLE_FILES`): only torch and transformers are imported here, so
+`trust_remote_code` loading needs nothing else. The bundle's lowest module: the others import from it, never the
+other way round.
 """
 
 import difflib
+import json
 
 from transformers import AutoConfig, PreTrainedConfig
+from transformers.utils import cached_file, logging
 
+logger = logging.get_logger(__name__)
+
+# The LLM's language: `tgt_lang=ENGLISH` is the LLM's own answer, every other code is written by the NLLB decoder.
+ENGLISH = "eng_Latn"
 ENCODER_FUSIONS = ("last", "global_softmax", "token_softmax")
 AUTO_MAP = {
     "AutoConfig": "configuration_xbridge.XBridgeConfig",
@@ -36,6 +44,24 @@ def is_lang_code(token: str) -> bool:
     """NLLB language codes look like `swh_Latn`: 3 lowercase letters, '_', a 4-letter script."""
     lang, _, script = str(token).partition("_")
     return len(lang) == 3 and lang.isalpha() and lang.islower() and len(script) == 4 and script.isalpha() and script[0].isupper()
+
+
+def nllb_lang_codes(nmt, **hub_kwargs) -> dict[str, int]:
+    """NLLB language code -> token id: of an NLLB tokenizer, or of the NLLB checkpoint `nmt` (a folder or Hub id),
+    read from the `tokenizer.json` next to its weights (no tokenizer is built)."""
+    if hasattr(nmt, "get_added_vocab"):
+        added = nmt.get_added_vocab().items()
+    else:
+        try:
+            path = cached_file(nmt, "tokenizer.json", **hub_kwargs)
+        except OSError:
+            path = None
+        if path is None:
+            logger.warning(f"no tokenizer.json next to {nmt}: pass lang_code_to_id= to from_bases")
+            return {}
+        with open(path, encoding="utf-8") as f:
+            added = [(t["content"], t["id"]) for t in json.load(f).get("added_tokens", [])]
+    return {token: index for token, index in added if is_lang_code(token)}
 
 
 def suggest_codes(code: str, valid: list[str], n: int = 3) -> list[str]:
@@ -145,4 +171,4 @@ class XBridgeConfig(PreTrainedConfig):
         return self.lang_code_to_id[code]
 
 
-__all__ = ["XBridgeConfig"]
+__all__ = ["ENGLISH", "XBridgeConfig", "is_lang_code", "nllb_lang_codes"]

@@ -4,13 +4,13 @@
     LLM hidden_states[llm_layer] at the positions that predict the answer -> dec_map -> NLLB decoder cross-attention
 
 Part of the flat Hub bundle: only torch and transformers are imported, so `trust_remote_code` loading needs
-nothing else. Training-only code (OT solvers, trainers) lives in `train/` and plugs in through `set_ot_loss`.
+nothing else. Building around the bases, saving and loading live in `hub_xbridge.py` (`XBridgeHubMixin`);
+training-only code (OT solvers, trainers) lives in `train/` and plugs in through `set_ot_loss`.
 """
 
-import json
-import os
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -18,19 +18,17 @@ from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, M2M100ForConditionalGeneration, PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput
-from transformers.utils import ModelOutput, cached_file, logging
+from transformers.utils import ModelOutput
 
 try:  # relative imports for the Hub bundle; plain imports when the project root is on sys.path
-    from .configuration_xbridge import XBridgeConfig, is_lang_code
-    from .processing_xbridge import XBridgeProcessor  # noqa: F401  (so transformers copies all three bundle files)
+    from .configuration_xbridge import ENGLISH, XBridgeConfig
+    from .hub_xbridge import XBridgeHubMixin
+    # unused here, imported so that loading the model fetches every bundle file (`write_bundle` copies them all)
+    from .processing_xbridge import XBridgeProcessor  # noqa: F401
 except ImportError:
-    from configuration_xbridge import XBridgeConfig, is_lang_code
+    from configuration_xbridge import ENGLISH, XBridgeConfig
+    from hub_xbridge import XBridgeHubMixin
     from processing_xbridge import XBridgeProcessor  # noqa: F401
-
-logger = logging.get_logger(__name__)
-
-BRIDGE_WEIGHTS_NAME = "model.safetensors"
-ENGLISH = "eng_Latn"
 
 
 @dataclass
@@ -113,6 +111,20 @@ class EncoderFusion(nn.Module):
         return (weights.unsqueeze(-1) * stack).sum(2)
 
 
+class LLMPass(NamedTuple):
+    """What `forward` takes from its one LLM pass."""
+
+    logits: torch.Tensor  # (B, logits_to_keep, V_llm): the last positions' logits
+    answer_targets: torch.Tensor | None  # (B, La): answer token ids, -100 on padding (None: no answer given)
+    answer_states: torch.Tensor | None  # (B, La, d_llm): hidden_states[llm_layer] at the positions predicting them
+    align_states: torch.Tensor | None  # (B, L, d_llm): hidden_states[align_layer] (alignment losses only)
+    is_source: torch.Tensor  # (B, L): 1 at the mapped source positions
+
+
+def _cross_entropy(logits, targets):  # (B, L, V), (B, L) with -100 ignored -> mean over the counted tokens
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+
+
 def mean_pool(states, mask):  # (B, L, d), (B, L) -> (B, d)
     mask = mask.unsqueeze(-1).to(states.dtype)
     return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
@@ -167,7 +179,7 @@ class XBridgePreTrainedModel(PreTrainedModel):
             nn.init.zeros_(module.boundary)
 
 
-class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
+class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, GenerationMixin):
     # The loss is a mean per micro-batch that ignores `num_items_in_batch`: tell Trainers to scale it for
     # gradient accumulation themselves (otherwise `**kwargs` in forward() makes them assume it is pre-scaled).
     accepts_loss_kwargs = False
@@ -304,10 +316,9 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
 
         Returns inputs_embeds (B, L, d_llm), attention mask (B, L), answer targets (B, L) that hold the
         answer token at answer positions and -100 elsewhere, and a (B, L) mask of the source positions.
-        L is the longest row: no column is padding in every row (the LLM computes nothing for them), and the
-        answer part is cut to the longest answer (`_used_answer_columns`) before it is placed.
+        L is the longest row: no column is padding in every row (the LLM computes nothing for them). `forward`
+        hands in the answer already cut to its used columns (`_used_answer_columns`).
         """
-        answer_ids, answer_mask = self._used_answer_columns(answer_ids, answer_mask)
         if input_ids is None or input_ids.shape[0] == 0:
             raise ValueError("empty batch: input_ids must hold at least one example")
         B, device = input_ids.shape[0], input_ids.device
@@ -407,66 +418,95 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
         return_dict=True,
         **kwargs,
     ) -> XBridgeOutput:
+        """The LLM pass, then each loss term the batch has targets for, then their weighted total."""
+        if labels is not None and answer_ids is None:
+            raise ValueError("labels (decoder targets) need answer_ids: the decoder reads the LLM states of the answer")
+        # Answer columns that are padding in every row are dropped here, once: the LLM input, its logits and the
+        # decoder memory cover the longest answer of the batch (B, La'), right-aligned.
+        answer, answer_mask = self._used_answer_columns(answer_ids, answer_attention_mask)
+        n_answer = 0 if answer is None else answer.shape[1]
+        # Full-vocabulary logits over the answer only when the LLM term counts (not in stage 3).
+        with_llm_loss = n_answer > 0 and self.config.lambda_llm != 0
+        align = answer is not None and (self.config.lambda_align > 0 or self.config.lambda_lang > 0)
+        llm = self._llm_pass(input_ids, attention_mask, prompt_ids, prompt_attention_mask, answer, answer_mask,
+                             logits_to_keep=n_answer + 1 if with_llm_loss else 1, align=align)
+        out = XBridgeOutput()
+        if align:
+            # The English runs alone as the batch padded it (all columns): cut, its last bits and the trained
+            # results would move.
+            out.loss_align, out.loss_lang = self._alignment_losses(
+                llm.align_states, llm.is_source, input_ids[:, 0], answer_ids, answer_attention_mask
+            )
+        if answer is None:
+            out.llm_logits = llm.logits
+            return out
+        if with_llm_loss:
+            out.llm_logits = llm.logits[:, :-1]  # (B, La, V): position p predicts token p + 1
+            out.loss_llm = _cross_entropy(out.llm_logits, llm.answer_targets)
+        out.decoder_memory = self.map_to_memory(llm.answer_states)  # (B, La, d_nmt)
+        out.decoder_memory_mask = (llm.answer_targets != -100).long()
+        if labels is not None:
+            out.decoder_logits, out.loss_dec = self._decoder_loss(
+                out.decoder_memory, out.decoder_memory_mask, labels, decoder_input_ids
+            )
+        if ot_target_ids is not None:
+            out.ot_target_states, out.ot_target_mask, out.loss_ot = self._ot_term(
+                ot_target_ids, ot_target_attention_mask, out.decoder_memory, out.decoder_memory_mask
+            )
+        out.loss = self._weighted_total(out)
+        return out
+
+    def _llm_pass(self, input_ids, attention_mask, prompt_ids, prompt_mask, answer_ids, answer_mask, logits_to_keep, align):
+        """One LLM forward over `[bos, mapped source, boundary, prompt, answer]`, the `llm_layer` states (and with
+        `align` the `align_layer` states) captured on the way. Gradients flow through the frozen LLM only when the
+        encoder side trains (stages 1-2)."""
         embeds, mask, targets, is_source = self._llm_inputs(
-            input_ids, attention_mask, prompt_ids, prompt_attention_mask, answer_ids, answer_attention_mask
+            input_ids, attention_mask, prompt_ids, prompt_mask, answer_ids, answer_mask
         )
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate derives them: left padding is skipped
-        # Answer columns that are padding in every row are not in the LLM input: the logits and the decoder memory
-        # cover the longest answer of the batch (B, La'), right-aligned as before.
-        used_answer, _ = self._used_answer_columns(answer_ids, answer_attention_mask)
-        n_answer = 0 if answer_ids is None else used_answer.shape[1]
-        # Full-vocabulary logits over the answer only when the LLM term counts (not in stage 3).
-        want_llm_loss = n_answer > 0 and self.config.lambda_llm != 0
-        align = answer_ids is not None and (self.config.lambda_align > 0 or self.config.lambda_lang > 0)
-        # Gradients flow through the frozen LLM only when the encoder side trains (stages 1-2).
         with (
             torch.set_grad_enabled(self._enc_side_trains()),
             self.capture_llm_states() as captured,
             self.capture_llm_states(self.align_layer) if align else nullcontext([]) as captured_align,
         ):
-            llm_out = self.llm(
-                inputs_embeds=embeds,
-                attention_mask=mask,
-                position_ids=position_ids,
-                use_cache=False,
-                logits_to_keep=n_answer + 1 if want_llm_loss else 1,
-            )
-        if labels is not None and answer_ids is None:
-            raise ValueError("labels (decoder targets) need answer_ids: the decoder reads the LLM states of the answer")
-        out = XBridgeOutput()
-        if align:
-            out.loss_align, out.loss_lang = self._alignment_losses(
-                captured_align[0], is_source, input_ids[:, 0], answer_ids, answer_attention_mask
-            )
-        if answer_ids is None:
-            out.llm_logits = llm_out.logits
-            return out
-        answer_targets = targets[:, -n_answer:]  # (B, La): answers are right-aligned after the packing
-        if want_llm_loss:
-            out.llm_logits = llm_out.logits[:, :-1]  # (B, La, V): position p predicts token p + 1
-            out.loss_llm = F.cross_entropy(out.llm_logits.flatten(0, 1).float(), answer_targets.flatten(), ignore_index=-100)
-        states = captured[0][:, -n_answer - 1 : -1]  # (B, La, d_llm): the positions that predict the answer
-        out.decoder_memory = self.map_to_memory(states)  # (B, La, d_nmt)
-        out.decoder_memory_mask = (answer_targets != -100).long()
-        if labels is not None:
-            if decoder_input_ids is None:
-                decoder_input_ids = shift_right(labels, self.config.nmt_config.pad_token_id, self.decoder_start_id)
-            dec = self.nmt.model.decoder(
-                input_ids=decoder_input_ids,
-                encoder_hidden_states=out.decoder_memory.to(self.nmt.dtype),
-                encoder_attention_mask=out.decoder_memory_mask,
-            ).last_hidden_state
-            out.decoder_logits = self.nmt.lm_head(dec)  # (B, Ly, V_nmt)
-            out.loss_dec = F.cross_entropy(out.decoder_logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
-        if ot_target_ids is not None:
-            if ot_target_attention_mask is None:
-                ot_target_attention_mask = torch.ones_like(ot_target_ids)
-            out.ot_target_states = self.encode_last(ot_target_ids, ot_target_attention_mask)
-            out.ot_target_mask = ot_target_attention_mask
-            if self._ot_loss_fn is not None:
-                out.loss_ot = self._ot_loss_fn(
-                    out.ot_target_states.float(), ot_target_attention_mask, out.decoder_memory.float(), out.decoder_memory_mask
-                )
+            logits = self.llm(
+                inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=False,
+                logits_to_keep=logits_to_keep,
+            ).logits
+        n = None if answer_ids is None else answer_ids.shape[1]
+        return LLMPass(
+            logits=logits,
+            answer_targets=None if n is None else targets[:, -n:],  # answers are right-aligned after the packing
+            answer_states=None if n is None else captured[0][:, -n - 1 : -1],  # the positions predicting them
+            align_states=captured_align[0] if align else None,
+            is_source=is_source,
+        )
+
+    def _decoder_loss(self, memory, memory_mask, labels, decoder_input_ids=None):
+        """NLLB's decoder reading the memory, teacher-forced on `labels`: (logits (B, Ly, V_nmt), cross-entropy)."""
+        if decoder_input_ids is None:
+            decoder_input_ids = shift_right(labels, self.config.nmt_config.pad_token_id, self.decoder_start_id)
+        states = self.nmt.model.decoder(
+            input_ids=decoder_input_ids,
+            encoder_hidden_states=memory.to(self.nmt.dtype),
+            encoder_attention_mask=memory_mask,
+        ).last_hidden_state
+        logits = self.nmt.lm_head(states)
+        return logits, _cross_entropy(logits, labels)
+
+    def _ot_term(self, ot_target_ids, ot_target_mask, memory, memory_mask):
+        """OT's x side, the NLLB encoding of the English answer, and its OT distance to the decoder memory when a
+        loss is plugged in (`set_ot_loss`; else None): (states (B, Lx, d_nmt), mask (B, Lx), loss)."""
+        if ot_target_mask is None:
+            ot_target_mask = torch.ones_like(ot_target_ids)
+        states = self.encode_last(ot_target_ids, ot_target_mask)
+        loss = None
+        if self._ot_loss_fn is not None:
+            loss = self._ot_loss_fn(states.float(), ot_target_mask, memory.float(), memory_mask)
+        return states, ot_target_mask, loss
+
+    def _weighted_total(self, out: XBridgeOutput):
+        """The sum of `lambda_<term> * loss_<term>` over the terms present with a weight other than 0 (None: none)."""
         terms = [
             (self.config.lambda_llm, out.loss_llm),
             (self.config.lambda_dec, out.loss_dec),
@@ -475,8 +515,7 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
             (self.config.lambda_lang, out.loss_lang),
         ]
         present = [w * term for w, term in terms if term is not None and w != 0]
-        out.loss = torch.stack(present).sum() if present else None
-        return out
+        return torch.stack(present).sum() if present else None
 
     @property
     def align_layer(self) -> int:
@@ -624,151 +663,6 @@ class XBridgeForConditionalGeneration(XBridgePreTrainedModel, GenerationMixin):
             )
         return sequences
 
-    # ------------------------------------------------------------------ building, saving, loading
-    @classmethod
-    def from_bases(cls, nmt_name_or_path, llm_name_or_path, dtype=None, device_map=None, lang_code_to_id=None, **config_overrides):
-        """A new bridge from two pretrained checkpoints (Hub ids or folders), bridge weights freshly initialised.
-
-        `lang_code_to_id` defaults to every `xxx_Yyyy` special token of the NLLB tokenizer found next to the
-        NLLB weights.
-        """
-        base_kwargs = {k: config_overrides.pop(k) for k in ("revision", "cache_dir", "token", "local_files_only") if k in config_overrides}
-        nmt = M2M100ForConditionalGeneration.from_pretrained(nmt_name_or_path, dtype=dtype, device_map=device_map, **base_kwargs)
-        llm = AutoModelForCausalLM.from_pretrained(llm_name_or_path, dtype=dtype, device_map=device_map, **base_kwargs)
-        if lang_code_to_id is None:
-            lang_code_to_id = nllb_lang_codes(nmt_name_or_path, **base_kwargs)
-        config = XBridgeConfig(
-            nmt_config=nmt.config,
-            llm_config=llm.config,
-            nmt_name_or_path=nmt_name_or_path,
-            llm_name_or_path=llm_name_or_path,
-            lang_code_to_id=lang_code_to_id,
-            **config_overrides,
-        )
-        return cls._around_bases(config, nmt, llm)
-
-    @classmethod
-    def _around_bases(cls, config, nmt, llm):
-        # The composite config holds copies of the base configs; give the live models those copies back with
-        # the attention backend they were actually loaded with, so both stay on the same backend.
-        for live, copy in ((nmt, config.nmt_config), (llm, config.llm_config)):
-            copy._attn_implementation = live.config._attn_implementation
-            live.config = copy
-        model = cls(config, nmt=nmt, llm=llm)
-        bridge_device = llm.get_input_embeddings().weight.device
-        model.enc_map.to(bridge_device)
-        model.boundary.data = model.boundary.data.to(bridge_device)
-        model.dec_map.to(nmt.model.decoder.embed_tokens.weight.device)
-        return model
-
-    def save_pretrained(self, save_directory, bridge_only: bool | None = None, **kwargs):
-        """Bridge-only by default (mapping layers, boundary, decoder cross-attention: megabytes, not the bases)."""
-        bridge_only = self.config.bridge_only if bridge_only is None else bridge_only
-        if bridge_only and not (self.config.nmt_name_or_path and self.config.llm_name_or_path):
-            raise ValueError("a bridge-only checkpoint needs config.nmt_name_or_path and config.llm_name_or_path; "
-                             "build the model with from_bases(...) or save with bridge_only=False")
-        previous = self.config.bridge_only, self.config.nmt_name_or_path, self.config.llm_name_or_path
-        self.config.bridge_only = bridge_only
-        # Local bases are written relative to the bridge's folder, so the bridge finds them wherever the tree moves
-        # and from any working directory; Hub ids are written as they are.
-        self.config.nmt_name_or_path = base_reference(self.config.nmt_name_or_path, save_directory)
-        self.config.llm_name_or_path = base_reference(self.config.llm_name_or_path, save_directory)
-        if bridge_only:
-            state = kwargs.pop("state_dict", None) or self.state_dict()
-            # The "same language?" head only serves the stage-1 loss: once that loss is off, it is not part of the bridge.
-            drop_lang_head = self.config.lambda_lang == 0
-            kwargs["state_dict"] = {
-                k: v for k, v in state.items()
-                if self.is_bridge_parameter(k) and not (drop_lang_head and k.startswith("lang_head."))
-            }
-        try:
-            super().save_pretrained(save_directory, **kwargs)
-            if kwargs.get("is_main_process", True):
-                write_model_card(self, save_directory)
-        finally:
-            self.config.bridge_only, self.config.nmt_name_or_path, self.config.llm_name_or_path = previous
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """Bridge-only checkpoints load the bases by name first, then the bridge; full ones load as usual."""
-        config = kwargs.pop("config", None)
-        hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only", "subfolder") if k in kwargs}
-        if not isinstance(config, XBridgeConfig):
-            config = XBridgeConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
-        if not config.bridge_only:
-            return super().from_pretrained(pretrained_model_name_or_path, *args, config=config, **kwargs)
-        base_kwargs = {k: v for k, v in hub_kwargs.items() if k not in ("subfolder", "revision")}  # revision: the bridge's
-        base_kwargs.update({k: kwargs[k] for k in ("device_map", "attn_implementation") if k in kwargs})
-        base_kwargs["dtype"] = kwargs.get("dtype", kwargs.get("torch_dtype"))
-        for key in ("nmt_name_or_path", "llm_name_or_path"):  # an explicit base wins over the saved reference
-            name = kwargs.pop(key, None) or resolve_base(getattr(config, key), pretrained_model_name_or_path, key)
-            setattr(config, key, name)
-        nmt = M2M100ForConditionalGeneration.from_pretrained(config.nmt_name_or_path, **base_kwargs)
-        llm = AutoModelForCausalLM.from_pretrained(config.llm_name_or_path, **base_kwargs)
-        check_bases_match(config, nmt.config, llm.config)
-        model = cls._around_bases(config, nmt, llm)
-        weights = cached_file(pretrained_model_name_or_path, BRIDGE_WEIGHTS_NAME, **hub_kwargs)
-        from safetensors.torch import load_file  # safetensors is a dependency of transformers
-
-        state = load_file(weights)
-        if model.lang_head is None:  # a training-only head saved by an older checkpoint; unused here
-            state = {k: v for k, v in state.items() if not k.startswith("lang_head.")}
-        unknown = [k for k in state if not model.is_bridge_parameter(k)]
-        missing = [k for k, _ in model.named_parameters() if model.is_bridge_parameter(k) and k not in state]
-        if unknown or missing:
-            raise ValueError(f"bridge checkpoint {pretrained_model_name_or_path!r} does not fit this model: "
-                             f"unexpected {unknown[:5]}, missing {missing[:5]}")
-        model.keep_cross_attention_fp32()  # trained weights are not rounded to the bases' dtype
-        own = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, tensor in state.items():
-                own[name].copy_(tensor.to(own[name].dtype))
-        model.eval()
-        return model
-
-
-def base_reference(name_or_path, save_directory):
-    """How a bridge saved in `save_directory` refers to a base. A local folder beside the bridge (a sibling, as in
-    `bridge/`, `nmt/`, `llm/`) is written relative to it (`../nmt`), so the three move together; a local folder
-    elsewhere as an absolute path (a copy of the bridge, e.g. a pushed revision, still finds it); a Hub id as it is."""
-    if name_or_path is None or not os.path.isdir(name_or_path):
-        return name_or_path
-    absolute = os.path.abspath(name_or_path)
-    relative = os.path.relpath(absolute, os.path.abspath(save_directory))
-    if relative.startswith(os.path.join("..", "..")):
-        return absolute
-    return relative if relative.startswith("..") else os.path.join(".", relative)
-
-
-def resolve_base(name, bridge, key):
-    """Where the base `name` saved in the bridge `bridge` lives: a path is read relative to the bridge's own
-    folder (never the current directory), an absolute path as it is, anything else is a Hub id."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if name is None:
-        raise ValueError(f"bridge {bridge!r} names no base in config.{key}: pass {key}=... to from_pretrained")
-    tried = []
-    if os.path.isabs(name):
-        tried.append(name)
-    elif os.path.isdir(str(bridge)):
-        tried.append(os.path.normpath(os.path.join(str(bridge), name)))
-    for path in tried:
-        if os.path.isdir(path):
-            return path
-    is_path = os.path.isabs(name) or name.startswith(".") or name.count("/") > 1 or os.sep in name.replace("/", "")
-    if not is_path:
-        try:
-            validate_repo_id(name)
-            return name  # a Hub id: from_pretrained resolves it (cache, offline mode, revision) as usual
-        except HFValidationError:
-            pass
-    raise OSError(
-        f"the base {key}={name!r} of bridge {str(bridge)!r} was not found (tried {tried or [name]}); a local base is "
-        f"looked up relative to the bridge's folder. Move the base there, or pass {key}='<folder or Hub id>' to "
-        f"from_pretrained (and save again to store it)"
-    )
-
-
 def shift_right(labels, pad_id: int, start_id: int):
     """Decoder inputs from labels: `[start, labels[:-1]]` with -100 replaced by padding."""
     shifted = labels.new_full(labels.shape, pad_id)
@@ -776,84 +670,6 @@ def shift_right(labels, pad_id: int, start_id: int):
     shifted[:, 0] = start_id
     return shifted.masked_fill(shifted == -100, pad_id)
 
-
-def nllb_lang_codes(nmt_name_or_path, **hub_kwargs) -> dict:
-    """Language code -> token id, read from the NLLB tokenizer files next to the weights (no tokenizer object)."""
-    try:
-        path = cached_file(nmt_name_or_path, "tokenizer.json", **hub_kwargs)
-    except OSError:
-        path = None
-    if path is None:
-        logger.warning(f"no tokenizer.json next to {nmt_name_or_path}: pass lang_code_to_id= to from_bases")
-        return {}
-    with open(path, encoding="utf-8") as f:
-        added = json.load(f).get("added_tokens", [])
-    return {t["content"]: t["id"] for t in added if is_lang_code(t["content"])}
-
-
-def check_bases_match(config, nmt_config, llm_config):
-    """A bridge only fits the bases it was trained on: compare the shapes that the bridge weights depend on."""
-    pairs = [
-        ("NMT d_model", config.nmt_config.d_model, nmt_config.d_model, config.nmt_name_or_path),
-        ("NMT vocab_size", config.nmt_config.vocab_size, nmt_config.vocab_size, config.nmt_name_or_path),
-        ("LLM hidden_size", config.llm_config.hidden_size, llm_config.hidden_size, config.llm_name_or_path),
-        ("LLM vocab_size", config.llm_config.vocab_size, llm_config.vocab_size, config.llm_name_or_path),
-        ("LLM num_hidden_layers", config.llm_config.num_hidden_layers, llm_config.num_hidden_layers, config.llm_name_or_path),
-    ]
-    for what, expected, found, name in pairs:
-        if expected != found:
-            raise ValueError(f"the bridge was built for a base with {what}={expected}, but {name!r} has {what}={found}")
-
-
-def write_model_card(model, save_directory) -> None:
-    """README.md for the Hub: bases, languages, stage, training data and metrics when known, usage."""
-    config = model.config
-    info = getattr(model, "card_info", None) or {}
-    langs = sorted(config.lang_code_to_id)
-    n_bridge = sum(p.numel() for n, p in model.named_parameters() if model.is_bridge_parameter(n))
-    lines = [
-        "---",
-        "library_name: transformers",
-        "pipeline_tag: text-generation",
-        "tags: [xbridge, multilingual, nllb, custom_code]",
-        "base_model:",
-        f"- {config.nmt_name_or_path}",
-        f"- {config.llm_name_or_path}",
-        "---",
-        "",
-        "# XBridge bridge",
-        "",
-        f"Composes the translation model `{config.nmt_name_or_path}` with the LLM `{config.llm_name_or_path}` through "
-        f"small trained mapping layers ({n_bridge / 1e6:.2f}M parameters). The bases stay frozen and are loaded by name.",
-        "",
-        f"- training stage: {config.stage or 'untrained'}",
-        f"- languages ({len(langs)}): {', '.join(langs[:40])}{' ...' if len(langs) > 40 else ''}",
-        f"- checkpoint: {'bridge only' if config.bridge_only else 'full (bases included)'}",
-    ]
-    if info.get("training_data"):
-        lines.append(f"- training data: {info['training_data']}")
-    if info.get("metrics"):
-        lines += ["", "## Metrics", "", "| metric | value |", "| --- | --- |"]
-        lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in info["metrics"].items()]
-    example_lang = next((code for code in langs if code != ENGLISH), ENGLISH)
-    lines += [
-        "",
-        "## Usage",
-        "",
-        "```python",
-        "from transformers import AutoModel, AutoProcessor",
-        "",
-        'repo = "<this repo>"',
-        "model = AutoModel.from_pretrained(repo, trust_remote_code=True)",
-        "processor = AutoProcessor.from_pretrained(repo, trust_remote_code=True)",
-        f'batch = processor(["..."], src_lang="{example_lang}", return_tensors="pt")',
-        f'ids = model.generate(**batch, tgt_lang="{example_lang}", max_new_tokens=128)',
-        "print(processor.batch_decode(ids, skip_special_tokens=True))",
-        "```",
-        "",
-    ]
-    with open(os.path.join(save_directory, "README.md"), "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
 
 
 # `register_for_auto_class` records one auto class per class; the config carries the full `auto_map` instead.

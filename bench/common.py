@@ -2,8 +2,6 @@
 
 import gc
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -20,44 +18,15 @@ for p in (ROOT, ROOT / "tests"):  # the flat Hub bundle and the tiny bases impor
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from configuration_xbridge import XBridgeConfig  # noqa: E402
+from configuration_xbridge import ENGLISH, XBridgeConfig  # noqa: E402
 from modeling_xbridge import XBridgeForConditionalGeneration  # noqa: E402
+from train.machine import load_average, machine  # noqa: E402, F401  (the machine: shared with the mini-world)
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 REAL_SHAPES = {"600M+0.5B": ("nllb-200-distilled-600M", "qwen2.5-0.5b"), "1.3B+7B": ("nllb-200-1.3B", "qwen2.5-7b")}
 # Ten target languages; at real scale they are mapped to ids near the end of the NLLB vocabulary, where
 # the real tokenizer keeps its language codes.
 LANGS = ["swh_Latn", "deu_Latn", "fra_Latn", "spa_Latn", "rus_Cyrl", "ben_Beng", "tha_Thai", "zho_Hans", "jpn_Jpan", "tel_Telu"]
-ENGLISH = "eng_Latn"
-
-
-# ---------------------------------------------------------------- machine
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import transformers
-
-    return {
-        "cpu": cpu,
-        "cores_visible": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
-        "amx": bool(torch.cpu._is_amx_tile_supported()),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "load_average_start": load_average(),
-    }
 
 
 # ---------------------------------------------------------------- timing

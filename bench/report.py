@@ -46,58 +46,66 @@ def target_rows(results: dict) -> list[dict]:
     return rows
 
 
+def md_table(header: list[str], rows) -> list[str]:
+    """A markdown table as lines: the header, the `---` rule, one line per row (each cell str()-ed). The one table
+    writer of the benchmark's reports (bench.md, throughput.md)."""
+    def line(cells):
+        return "| " + " | ".join(str(c) for c in cells) + " |"
+
+    return [line(header), line(["---"] * len(header)), *(line(row) for row in rows)]
+
+
 def write_markdown(results: dict, out: Path, notes: str = "") -> None:
     m = results["machine"]
     lines = ["# XBridge performance benchmark", "",
              f"Command: `{results['command']}`", "",
-             "## Machine", "", "| field | value |", "| --- | --- |"]
-    lines += [f"| {k} | {v} |" for k, v in m.items()]
-    lines += ["", "bf16 probe (one (M x 1024) @ (1024 x 4096) matmul, ms):", "",
-              "| M | fp32 | bf16 | bf16 speed-up |", "| --- | --- | --- | --- |"]
-    lines += [f"| {k} | {v['fp32_ms']} | {v['bf16_ms']} | {v['bf16_speedup']}x |" for k, v in results["bf16_probe"].items()]
-    lines += ["", f"Dtypes used: {json.dumps(results['dtypes'])}", "",
-              "## Targets", "", "| target | scale | case | measured | goal | status |", "| --- | --- | --- | --- | --- | --- |"]
-    for r in target_rows(results):
-        status = "reported" if r["met"] is None else _met(r["met"])
-        lines.append(f"| {r['target']} | {r['scale']} | {r['case']} | {r['measured']} | {r['goal']} | {status} |")
+             "## Machine", ""]
+    lines += md_table(["field", "value"], m.items())
+    lines += ["", "bf16 probe (one (M x 1024) @ (1024 x 4096) matmul, ms):", ""]
+    lines += md_table(["M", "fp32", "bf16", "bf16 speed-up"],
+                      ([k, v["fp32_ms"], v["bf16_ms"], f"{v['bf16_speedup']}x"] for k, v in results["bf16_probe"].items()))
+    lines += ["", f"Dtypes used: {json.dumps(results['dtypes'])}", "", "## Targets", ""]
+    lines += md_table(["target", "scale", "case", "measured", "goal", "status"],
+                      ([r["target"], r["scale"], r["case"], r["measured"], r["goal"],
+                        "reported" if r["met"] is None else _met(r["met"])] for r in target_rows(results)))
     for scale, res in results["scales"].items():
         gen = res.get("generation")
         if gen:
             L = gen["lengths"]
             lines += ["", f"## Generation, {scale} (median process CPU seconds, 1 thread; source {L['src']}, prompt {L['prompt']}, "
-                      f"{L['english']} English + {L['target']} target tokens forced)", "",
-                      "| batch | XBridge | encoder | LLM generate | decoder generate | parts sum | Translate-Test | re-run reference |",
-                      "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-            for b, row in gen["batches"].items():
-                p = row["parts"]
-                lines.append(f"| {b} | {row['xbridge']['median_s']:.3f} | {p['nllb_encoder']['median_s']:.3f} | "
-                             f"{p['llm_generate']['median_s']:.3f} | {p['nllb_decoder_generate']['median_s']:.3f} | "
-                             f"{row['parts_sum_s']:.3f} | {row['translate_test']['median_s']:.3f} | "
-                             f"{row['rerun_reference']['median_s']:.3f} |")
-            lines += ["", f"K target languages (batch {gen['k_languages']['batch']}):", "",
-                      "| K | one call (s) | K separate calls (s) | speed-up |", "| --- | --- | --- | --- |"]
-            lines += [f"| {c['K']} | {c['one_call_s']:.3f} | {c['separate_calls_s']:.3f} | {c['speedup']:.2f}x |"
-                      for c in gen["k_languages"]["curve"]]
+                      f"{L['english']} English + {L['target']} target tokens forced)", ""]
+            lines += md_table(
+                ["batch", "XBridge", "encoder", "LLM generate", "decoder generate", "parts sum", "Translate-Test",
+                 "re-run reference"],
+                ([b, f"{row['xbridge']['median_s']:.3f}", f"{row['parts']['nllb_encoder']['median_s']:.3f}",
+                  f"{row['parts']['llm_generate']['median_s']:.3f}",
+                  f"{row['parts']['nllb_decoder_generate']['median_s']:.3f}", f"{row['parts_sum_s']:.3f}",
+                  f"{row['translate_test']['median_s']:.3f}", f"{row['rerun_reference']['median_s']:.3f}"]
+                 for b, row in gen["batches"].items()))
+            lines += ["", f"K target languages (batch {gen['k_languages']['batch']}):", ""]
+            lines += md_table(["K", "one call (s)", "K separate calls (s)", "speed-up"],
+                              ([c["K"], f"{c['one_call_s']:.3f}", f"{c['separate_calls_s']:.3f}", f"{c['speedup']:.2f}x"]
+                               for c in gen["k_languages"]["curve"]))
         tr = res.get("training")
         if tr:
             L = tr["lengths"]
             lines += ["", f"## Training step, {scale} (stage 1, three losses, {tr['dtype']}, batch {tr['batch']}, "
                       f"source {L['src']}, answer {L['answer']}, target {L['target']}, OT target {L['ot_target']}; "
-                      f"{tr['trainable_params']:,} trainable parameters)", "",
-                      "| OT | step (CPU s) | tokens/s | step peak tensor memory | OT fwd+bwd alone (s) | OT share |",
-                      "| --- | --- | --- | --- | --- | --- |"]
-            for name, row in tr["ot"].items():
-                lines.append(f"| {name} | {row['step_s']:.3f} | {row['tokens_per_s']:.0f} | {_mib(row['step_peak_tensor_bytes'])} | "
-                             f"{row['ot_alone']['fwd_bwd_s']:.4f} | {row['ot_share']:.2%} |")
+                      f"{tr['trainable_params']:,} trainable parameters)", ""]
+            lines += md_table(["OT", "step (CPU s)", "tokens/s", "step peak tensor memory", "OT fwd+bwd alone (s)",
+                               "OT share"],
+                              ([name, f"{row['step_s']:.3f}", f"{row['tokens_per_s']:.0f}",
+                                _mib(row["step_peak_tensor_bytes"]), f"{row['ot_alone']['fwd_bwd_s']:.4f}",
+                                f"{row['ot_share']:.2%}"] for name, row in tr["ot"].items()))
     if "sizes" in results:
-        lines += ["", "## Parameters and checkpoint size at the real shapes (counted on the meta device)", "",
-                  "| shapes | full model params | bridge params | stage 1 / 2 / 3 trainable | bridge checkpoint (fp32) | full model (bf16) | bridge share |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
-        for shape, s in results["sizes"].items():
-            t = s["trainable_params"]
-            lines.append(f"| {shape} | {s['total_params'] / 1e6:,.1f}M | {s['bridge_params'] / 1e6:,.1f}M | "
-                         f"{t['stage1'] / 1e6:.1f}M / {t['stage2'] / 1e6:.1f}M / {t['stage3'] / 1e6:.1f}M | "
-                         f"{_mib(s['bridge_fp32_bytes'])} | {_mib(s['full_bf16_bytes'])} | {s['bridge_share']:.1%} |")
+        lines += ["", "## Parameters and checkpoint size at the real shapes (counted on the meta device)", ""]
+        lines += md_table(
+            ["shapes", "full model params", "bridge params", "stage 1 / 2 / 3 trainable", "bridge checkpoint (fp32)",
+             "full model (bf16)", "bridge share"],
+            ([shape, f"{s['total_params'] / 1e6:,.1f}M", f"{s['bridge_params'] / 1e6:,.1f}M",
+              " / ".join(f"{s['trainable_params'][f'stage{i}'] / 1e6:.1f}M" for i in (1, 2, 3)),
+              _mib(s["bridge_fp32_bytes"]), _mib(s["full_bf16_bytes"]), f"{s['bridge_share']:.1%}"]
+             for shape, s in results["sizes"].items()))
         if results.get("saved_bridge_bytes"):
             per_param = results["saved_bridge_bytes"] / results["sizes"]["600M+0.5B"]["bridge_params"]
             lines += ["", f"A real bridge-only `save_pretrained` at 600M+0.5B wrote {_mib(results['saved_bridge_bytes'])} "

@@ -9,16 +9,15 @@
 - Translate-Test with the fast engine against XBridge at the 600M+0.5B shape (forced lengths, as in generation.py).
 
 "Before" of the squeeze is the same model with the LLM input padded back (on the left, mask 0) to the width the
-previous `_llm_inputs` gave: bos + source + boundary + prompt + answer widths, each part padded to its longest row.
-That is the old LLM compute (the old code also computed the LM head over the all-padding answer columns; not
-reproduced, so "before" is if anything slightly cheaper than it was).
+previous `_llm_inputs` gave: bos + source + boundary + prompt + answer widths, each part as the collator padded it,
+and with the answer's all-padding columns kept (the LM head and the decoder memory cover them, as they did then).
+That is the old LLM compute.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import shutil
 import tempfile
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 
 from . import common
 from .common import timeit_many
+from .report import md_table
 
 # ---------------------------------------------------------------- length mixes (tokens)
 # Lognormal lengths clipped to the ranges seen in the data sets named (medians from their published statistics,
@@ -132,16 +132,18 @@ class WideInputs:
 
 
 class squeeze_off:
-    """Context: the model builds its LLM input the previous way (as wide as the sum of the parts)."""
+    """Context: the model builds its LLM input the previous way (as wide as the sum of the parts, the answer's
+    all-padding columns not dropped)."""
 
     def __init__(self, model):
         self.model = model
 
     def __enter__(self):
         self.model._llm_inputs = WideInputs(self.model)
+        self.model._used_answer_columns = lambda answer_ids, answer_mask: (answer_ids, answer_mask)
 
     def __exit__(self, *exc):
-        del self.model._llm_inputs
+        del self.model._llm_inputs, self.model._used_answer_columns
 
 
 def llm_width(model, batch) -> int:
@@ -381,13 +383,13 @@ def miniworld_nmt(workdir: Path, log) -> tuple[str, dict]:
 def miniworld_engine_case(nmt: str, text: dict, repeats: int, threads: int, log) -> dict:
     import sacrebleu
 
-    from eval.nmt_engine import load_nllb
+    from nmt_engine import load_nllb
 
     engines = {"generate()": load_nllb("transformers", nmt),
                "ctranslate2 float32": load_nllb("ctranslate2", nmt, compute_type="float32", threads=threads),
                "ctranslate2 int8": load_nllb("ctranslate2", nmt, compute_type="int8", threads=threads)}
-    directions = [("qaa_Latn", "eng_Latn"), ("eng_Latn", "qab_Cyrl")]
-    out = {"directions": {}, "sentences": len(text["eng_Latn"])}
+    directions = [("qaa_Latn", common.ENGLISH), (common.ENGLISH, "qab_Cyrl")]
+    out = {"directions": {}, "sentences": len(text[common.ENGLISH])}
     for src, tgt in directions:
         texts, refs = text[src], text[tgt]
         outputs = {k: e.translate(texts, src, tgt, max_new_tokens=128) for k, e in engines.items()}
@@ -560,61 +562,51 @@ def write_report(res: dict, out: Path, machine: dict, command: str) -> list[str]
          "per case in throughput.json. Times are median process CPU seconds; every comparison is timed "
          "round-robin inside one run, so the ratios, not the absolute figures, are what to read.", ""]
     L += ["## Training tokens/s on realistic length mixes (mini-world shapes, random weights, batch "
-          f"{next(iter(res['train'].values()))['batch']})", "",
-          "| mix | variant | epoch CPU s | real tokens/s | speed-up | LLM positions | LLM padding |",
-          "| --- | --- | --- | --- | --- | --- | --- |"]
-    for mix, case in res["train"].items():
-        for name, r in case["variants"].items():
-            L.append(f"| {mix} | {name} | {r['epoch_cpu_s']:.3f} | {r['tokens_per_s']:.0f} | {r['speedup']:.2f}x | "
-                     f"{r['llm_positions']} | {r['llm_padding_share']:.0%} |")
+          f"{next(iter(res['train'].values()))['batch']})", ""]
+    L += md_table(["mix", "variant", "epoch CPU s", "real tokens/s", "speed-up", "LLM positions", "LLM padding"],
+                  ([mix, name, f"{r['epoch_cpu_s']:.3f}", f"{r['tokens_per_s']:.0f}", f"{r['speedup']:.2f}x",
+                    r["llm_positions"], f"{r['llm_padding_share']:.0%}"]
+                   for mix, case in res["train"].items() for name, r in case["variants"].items()))
     L += ["", "Lengths (tokens; lognormal median, sigma, clipped to [min, max]): " + "; ".join(
         f"{k}: " + ", ".join(f"{f}={v}" for f, v in m.items() if f != "stage") for k, m in MIXES.items()), ""]
     L += ["## Prefill of ragged generation batches (source 6-120 NLLB tokens, prompt 12 + the question in LLM "
-          "tokens, at 1.2x the NLLB length in one language, 1-3x in a batch mixing languages)", "",
-          "| shape | LLM width before | after | real tokens | before (s) | after (s) | speed-up |",
-          "| --- | --- | --- | --- | --- | --- | --- |"]
-    for key, r in res["prefill"].items():
-        L.append(f"| {key} | {r['width_before']} | {r['width_after']} | {r['real_tokens']} | {r['before_s']:.3f} | "
-                 f"{r['after_s']:.3f} | {r['speedup']:.2f}x |")
+          "tokens, at 1.2x the NLLB length in one language, 1-3x in a batch mixing languages)", ""]
+    L += md_table(["shape", "LLM width before", "after", "real tokens", "before (s)", "after (s)", "speed-up"],
+                  ([key, r["width_before"], r["width_after"], r["real_tokens"], f"{r['before_s']:.3f}",
+                    f"{r['after_s']:.3f}", f"{r['speedup']:.2f}x"] for key, r in res["prefill"].items()))
     if res.get("nmt_forced"):
-        L += ["", "## NLLB translation: generate() vs CTranslate2 (random weights, forced output length, greedy)", "",
-              "| shape | batch | source / output tokens | engine | CPU s | sentences/s | speed-up |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
-        for key, case in res["nmt_forced"].items():
-            for name, r in case["engines"].items():
-                L.append(f"| {key.split(' B=')[0]} | {case['batch']} | {case['src_len']} / {case['out_len']} | {name} | "
-                         f"{r['cpu_s']:.3f} | {r['sentences_per_s']:.1f} | {r['speedup']:.1f}x |")
+        L += ["", "## NLLB translation: generate() vs CTranslate2 (random weights, forced output length, greedy)", ""]
+        L += md_table(["shape", "batch", "source / output tokens", "engine", "CPU s", "sentences/s", "speed-up"],
+                      ([key.split(" B=")[0], case["batch"], f"{case['src_len']} / {case['out_len']}", name,
+                        f"{r['cpu_s']:.3f}", f"{r['sentences_per_s']:.1f}", f"{r['speedup']:.1f}x"]
+                       for key, case in res["nmt_forced"].items() for name, r in case["engines"].items()))
     if res.get("nmt_miniworld"):
         m = res["nmt_miniworld"]
         L += ["", f"## NLLB translation on a trained mini-world NMT ({m['sentences']} test sentences per direction, "
-              "greedy, own output lengths)", "",
-              "| direction | engine | CPU s | sentences/s | speed-up | outputs equal to generate() | chrF |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
-        for d, rows in m["directions"].items():
-            for name, r in rows.items():
-                delta = f" (int8 - float32: {r['chrf_delta_vs_float32']:+.2f})" if "chrf_delta_vs_float32" in r else ""
-                L.append(f"| {d} | {name} | {r['cpu_s']:.3f} | {r['sentences_per_s']:.0f} | {r['speedup']:.1f}x | "
-                         f"{r['same_as_generate']}/{m['sentences']} | {r['chrf']:.2f}{delta} |")
+              "greedy, own output lengths)", ""]
+        L += md_table(["direction", "engine", "CPU s", "sentences/s", "speed-up", "outputs equal to generate()", "chrF"],
+                      ([d, name, f"{r['cpu_s']:.3f}", f"{r['sentences_per_s']:.0f}", f"{r['speedup']:.1f}x",
+                        f"{r['same_as_generate']}/{m['sentences']}", f"{r['chrf']:.2f}" + (
+                            f" (int8 - float32: {r['chrf_delta_vs_float32']:+.2f})" if "chrf_delta_vs_float32" in r else "")]
+                       for d, rows in m["directions"].items() for name, r in rows.items()))
     if res.get("build_data"):
         b = res["build_data"]
         L += ["", f"## build-data trilingual on the mini-world's stage-1 records ({b['records']} records, beam 4, "
-              "batch 32, max 120 new tokens; one run each)", "",
-              "| engine | CPU s | wall s | sentences/s (CPU) | speed-up | records equal to transformers' |",
-              "| --- | --- | --- | --- | --- | --- |"]
-        for name, r in b["engines"].items():
-            L.append(f"| {name} | {r['cpu_s']:.2f} | {r['wall_s']:.2f} | {r['sentences_per_s']:.1f} | {r['speedup']:.1f}x | "
-                     f"{r['records_equal_to_transformers']}/{b['records']} |")
+              "batch 32, max 120 new tokens; one run each)", ""]
+        L += md_table(["engine", "CPU s", "wall s", "sentences/s (CPU)", "speed-up", "records equal to transformers'"],
+                      ([name, f"{r['cpu_s']:.2f}", f"{r['wall_s']:.2f}", f"{r['sentences_per_s']:.1f}",
+                        f"{r['speedup']:.1f}x", f"{r['records_equal_to_transformers']}/{b['records']}"]
+                       for name, r in b["engines"].items()))
         if b.get("note"):
             L += ["", f"Note: {b['note']} (load average {b.get('load_average_start')} -> {b.get('load_average')})."]
     if res.get("translate_test"):
         t = res["translate_test"]
         lg = t["lengths"]
         L += ["", f"## XBridge vs Translate-Test with the fast engine (600M+0.5B shapes, random weights, float32; "
-              f"source {lg['src']}, prompt {lg['prompt']}, {lg['english']} English + {lg['target']} target tokens forced)", "",
-              "| batch | system | CPU s | XBridge / system |", "| --- | --- | --- | --- |"]
-        for B, rows in t["batches"].items():
-            for name, r in rows.items():
-                L.append(f"| {B} | {name} | {r['cpu_s']:.3f} | {r['xbridge_over_this']:.2f}x |")
+              f"source {lg['src']}, prompt {lg['prompt']}, {lg['english']} English + {lg['target']} target tokens forced)", ""]
+        L += md_table(["batch", "system", "CPU s", "XBridge / system"],
+                      ([B, name, f"{r['cpu_s']:.3f}", f"{r['xbridge_over_this']:.2f}x"]
+                       for B, rows in t["batches"].items() for name, r in rows.items()))
     L += ["", f"Wall time of this part: {res['wall_s']:.0f} s.", ""]
     (out / "throughput.md").write_text("\n".join(L), encoding="utf-8")
     (out / "throughput.json").write_text(json.dumps(res, indent=1, default=str), encoding="utf-8")

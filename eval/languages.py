@@ -37,7 +37,6 @@ LANGUAGES = [
 BY_NLLB = {lang.nllb: lang for lang in LANGUAGES}
 _BY_ANY = {**{lang.short: lang for lang in LANGUAGES}, **BY_NLLB}
 
-ENGLISH = "eng_Latn"
 # The paper's low-resource group; the report averages over it separately.
 LOW_RESOURCE = ("ben_Beng", "swh_Latn", "tha_Thai")
 # The paper's ten languages (the CLI default).

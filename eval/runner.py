@@ -12,8 +12,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from configuration_xbridge import ENGLISH
+
 from . import data, metrics
-from .languages import ENGLISH, short
+from .languages import short
 from .systems import load_system, system_class
 
 KINDS = {"flores": "translate", "tatoeba": "translate", "mgsm": "math", "msvamp": "math", "xlsum": "summarize"}
@@ -55,7 +57,9 @@ def plan(benchmark, system_name, langs, limit=None, source=None, directions=None
     return data.load(benchmark, langs, limit=limit, source=source, **options), skipped
 
 
-def _read_predictions(path: Path) -> dict:
+def read_predictions(path: Path) -> dict:
+    """The finished records of a predictions file, by id (none when it does not exist yet); a line cut by a kill
+    mid-write is skipped, so its example is computed again."""
     done = {}
     if path.exists():
         with path.open(encoding="utf-8") as f:
@@ -108,7 +112,7 @@ def run(benchmark, system, langs, output_dir, model=None, nmt=None, llm=None, li
     (out_dir / "run.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
 
     pred_path = out_dir / "predictions.jsonl"
-    done = _read_predictions(pred_path)
+    done = read_predictions(pred_path)
     _end_cut_line(pred_path)
     todo = sum(ex["id"] not in done for unit in units for ex in unit.examples)
     if todo:

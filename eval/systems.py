@@ -17,8 +17,9 @@ import os
 
 import torch
 
+from configuration_xbridge import ENGLISH
+
 from . import languages
-from .languages import ENGLISH
 
 # Task instructions for systems that prompt an LLM. XBridge checkpoints are trained with the raw question as the
 # prompt (no instruction, train/data.py), so the bridge gets none for math unless the user passes one.
@@ -108,10 +109,10 @@ class System:
 class NMT:
     """An NLLB (M2M100) model translating batches: forced target language code, greedy by default. `engine`:
     "transformers" (`generate()`) or "ctranslate2" (CTranslate2, `compute_type` float32 / int8 / ...; optional
-    dependency), see `eval/nmt_engine.py`."""
+    dependency), see `nmt_engine.py`."""
 
     def __init__(self, path, device, dtype, engine="transformers", compute_type="default"):
-        from .nmt_engine import load_nllb
+        from nmt_engine import load_nllb
 
         self.engine = load_nllb(engine, path, device=device, dtype=dtype, compute_type=compute_type)
         self.tokenizer = self.engine.tokenizer
@@ -122,18 +123,6 @@ class NMT:
         if src_lang == tgt_lang:
             return list(texts)
         return self.engine.translate(list(texts), src_lang, tgt_lang, num_beams=1, max_new_tokens=max_new_tokens)
-
-
-def _query(text: str, instruction: str | None) -> str:
-    return "\n".join(part for part in (instruction, text) if part)
-
-
-def chat_prompt(tokenizer, text: str, instruction: str | None) -> str:
-    """The instruction and the text on two lines, in the tokenizer's chat template (a user turn, then the
-    generation prompt): how every LLM-prompting system here asks an instruct LLM."""
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": _query(text, instruction)}], tokenize=False, add_generation_prompt=True
-    )
 
 
 class LLM:
@@ -156,11 +145,12 @@ class LLM:
         self.chat = chat and bool(getattr(self.tokenizer, "chat_template", None))
 
     def prompt(self, text: str, instruction: str | None) -> str:
+        """As the bridge's processor asks: the chat template, else the same fallback template."""
+        from processing_xbridge import ALPACA_TEMPLATE, chat_prompt, prompt_query
+
         if self.chat:
             return chat_prompt(self.tokenizer, text, instruction)
-        from processing_xbridge import ALPACA_TEMPLATE  # the same fallback template the bridge uses
-
-        return ALPACA_TEMPLATE.format(query=_query(text, instruction))
+        return ALPACA_TEMPLATE.format(query=prompt_query(text, instruction))
 
     @torch.no_grad()
     def generate(self, texts, instruction, max_new_tokens) -> list[str]:
@@ -184,7 +174,7 @@ def _bases(model: str | None, nmt: str | None, llm: str | None, need: tuple[str,
     if model and any(found[k] is None for k in need):
         config = read_config(model)
         if config.get("model_type") == "xbridge":
-            from modeling_xbridge import resolve_base  # a local base is saved relative to the bridge's folder
+            from hub_xbridge import resolve_base  # a local base is saved relative to the bridge's folder
 
             for k in ("nmt", "llm"):
                 key = f"{k}_name_or_path"
@@ -374,7 +364,7 @@ ENGINE_SYSTEMS = ("translate-test", "nmt")
 def load_system(name: str, **options) -> System:
     """Build system `name`; options: model, nmt, llm, device, dtype, max_new_tokens, instruction, and for
     translate-test / nmt: engine ("transformers" or "ctranslate2") and compute_type."""
-    from .nmt_engine import check_engine
+    from nmt_engine import check_engine
 
     cls = system_class(name)
     engine = check_engine(options.get("engine") or "transformers")

@@ -75,7 +75,7 @@ def eval_general_llm(llm_dir: str | Path, world_dir: str | Path, limit: int | No
     ROUGE-L (eval's XL-Sum scorer), and how well it writes held-out English stories (mean token NLL)."""
     from eval.metrics import rouge_l  # noqa: PLC0415
 
-    from eval.systems import chat_prompt  # noqa: PLC0415
+    from processing_xbridge import chat_prompt  # noqa: PLC0415
     from .world import MATH_INSTRUCTION, SUMMARY_INSTRUCTION  # noqa: PLC0415
 
     tok = AutoTokenizer.from_pretrained(llm_dir)

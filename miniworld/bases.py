@@ -400,7 +400,7 @@ def encode_general(tok, rows: list[dict], max_len: int) -> list[dict]:
     """Plain text rows: loss on every token. Instruction rows: the chat prompt, then ` output</s>` with the loss on
     the output only (as instruction tuning does). Copy rows (`copy_documents`): the passage, a newline, the same
     tokens again, with the loss on the second copy only (the first is random words: a loss there is pure noise)."""
-    from eval.systems import chat_prompt  # noqa: PLC0415  (the prompt the harness will ask it with)
+    from processing_xbridge import chat_prompt  # noqa: PLC0415  (the prompt the harness will ask it with)
 
     bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
     newline = tok("\n", add_special_tokens=False)["input_ids"]

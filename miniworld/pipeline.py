@@ -12,13 +12,14 @@ folder holds a `COMPLETED` marker when finished, so a re-run (or a run after a k
 from __future__ import annotations
 
 import json
-import os
-import platform
 import resource
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from hub_xbridge import write_bundle
+from train.machine import machine
 
 from . import base_eval, experiments, shipped
 from .bases import FIRST_BASES, GENERAL_BASES, LLM_FAMILIES, BaseConfig, changed_settings, pretrain
@@ -103,16 +104,6 @@ class Plan:
 
 def _langs(codes: list[str] | None) -> tuple[str, ...] | None:
     return tuple(codes) if codes else None
-
-
-def machine() -> dict:
-    """What a run was measured on (written beside the results, never into them: results must repeat)."""
-    import torch  # noqa: PLC0415
-
-    return dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
-                cpu_capability=torch.backends.cpu.get_cpu_capability(),  # the kernels torch picked (AVX2, AVX512)
-                cpu_count=os.cpu_count(), torch=torch.__version__,
-                load_average_1_5_15min=os.getloadavg() if hasattr(os, "getloadavg") else None)
 
 
 def step_generate(plan: Plan) -> Path:
@@ -382,8 +373,7 @@ def publish_checkpoints(plan: Plan, names: tuple[str, ...]) -> None:
         config = json.loads((ready / "config.json").read_text())
         config.update(nmt_name_or_path="../nmt", llm_name_or_path="../llm")  # its shipped bases lie beside it
         (ready / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        for bundle in ("configuration_xbridge.py", "modeling_xbridge.py", "processing_xbridge.py"):
-            shutil.copy(REPO / bundle, ready / bundle)  # the remote code as it is now, as save_pretrained copies it
+        write_bundle(ready)  # the remote code as it is now, as save_pretrained writes it
         # a few held-out problems and sentences per language, in the world's test formats (the Space's examples)
         for sub in ("mgsm", "flores"):
             for path in sorted((plan.world_dir / "test" / sub).iterdir()):

@@ -28,7 +28,7 @@ SHIPPED_ROOT = REPO / "miniworld" / "checkpoints"
 SHIPPED_SUMS = SHIPPED_ROOT / "SHA256SUMS"
 # the code whose change may change a result; hashed into each kept result's record, not into its key
 RESULT_CODE = ("configuration_xbridge.py", "modeling_xbridge.py", "processing_xbridge.py", "*_xbridge.py",
-               "pyproject.toml", "train/**/*.py", "train/configs/*", "eval/**/*.py", "miniworld/*.py",
+               "nmt_engine.py", "pyproject.toml", "train/**/*.py", "train/configs/*", "eval/**/*.py", "miniworld/*.py",
                "miniworld/configs/*.yaml")
 
 

@@ -21,9 +21,9 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runs import write_jsonl
+from configuration_xbridge import ENGLISH
 
-ENGLISH = "eng_Latn"
+from .runs import write_jsonl
 
 # The prompt the English LLM is trained with (short Alpaca form of the paper's math prompt). `{question}` is the
 # question text; the LLM continues with the reasoning and "The answer is N.".

@@ -22,12 +22,15 @@ try:  # `python -m space` imports this as a package module; a Space runs app.py 
     from . import languages
 except ImportError:
     import languages
+try:  # the bundle's constant wherever the package is importable (a checkout, an install)
+    from configuration_xbridge import ENGLISH
+except ImportError:  # a Space deployed alone holds only this folder; its bundle comes with the checkpoint
+    ENGLISH = "eng_Latn"
 
 ROOT = Path(__file__).resolve().parents[1]
 # The shipped mini-world bridge (`xbridge-miniworld/bridge`; its bases lie beside it), found from any folder.
 DEFAULT_MODEL = ROOT / "miniworld" / "checkpoints" / "bridge"
 DATA = ROOT / "data"
-ENGLISH = "eng_Latn"
 MAX_TARGETS = 4  # output slots on the page; also the most target languages one request may ask for
 MAX_INPUT_CHARS = int(os.environ.get("XBRIDGE_MAX_INPUT_CHARS", 2000))
 

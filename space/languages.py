@@ -5,28 +5,11 @@ mini-world's `qaa_Latn`) is shown as the code itself, so every language a checkp
 """
 
 import difflib
+from pathlib import Path
 
-NLLB_NAMES = {
-    "afr_Latn": "Afrikaans", "amh_Ethi": "Amharic", "arb_Arab": "Arabic (Modern Standard)", "ary_Arab": "Arabic (Moroccan)",
-    "arz_Arab": "Arabic (Egyptian)", "asm_Beng": "Assamese", "azj_Latn": "Azerbaijani (North)", "bel_Cyrl": "Belarusian",
-    "ben_Beng": "Bengali", "bos_Latn": "Bosnian", "bul_Cyrl": "Bulgarian", "cat_Latn": "Catalan", "ces_Latn": "Czech",
-    "ckb_Arab": "Kurdish (Central)", "cym_Latn": "Welsh", "dan_Latn": "Danish", "deu_Latn": "German", "ell_Grek": "Greek",
-    "eng_Latn": "English", "est_Latn": "Estonian", "eus_Latn": "Basque", "fin_Latn": "Finnish", "fra_Latn": "French",
-    "gle_Latn": "Irish", "glg_Latn": "Galician", "guj_Gujr": "Gujarati", "hau_Latn": "Hausa", "heb_Hebr": "Hebrew",
-    "hin_Deva": "Hindi", "hrv_Latn": "Croatian", "hun_Latn": "Hungarian", "hye_Armn": "Armenian", "ibo_Latn": "Igbo",
-    "ind_Latn": "Indonesian", "isl_Latn": "Icelandic", "ita_Latn": "Italian", "jav_Latn": "Javanese", "jpn_Jpan": "Japanese",
-    "kan_Knda": "Kannada", "kat_Geor": "Georgian", "kaz_Cyrl": "Kazakh", "khm_Khmr": "Khmer", "kin_Latn": "Kinyarwanda",
-    "kir_Cyrl": "Kyrgyz", "kor_Hang": "Korean", "lao_Laoo": "Lao", "lit_Latn": "Lithuanian", "lvs_Latn": "Latvian",
-    "mal_Mlym": "Malayalam", "mar_Deva": "Marathi", "mkd_Cyrl": "Macedonian", "mya_Mymr": "Burmese", "nld_Latn": "Dutch",
-    "nob_Latn": "Norwegian Bokmål", "npi_Deva": "Nepali", "nso_Latn": "Northern Sotho", "ory_Orya": "Odia",
-    "pan_Guru": "Punjabi (Eastern)", "pes_Arab": "Persian (Western)", "pol_Latn": "Polish", "por_Latn": "Portuguese",
-    "ron_Latn": "Romanian", "rus_Cyrl": "Russian", "sin_Sinh": "Sinhala", "slk_Latn": "Slovak", "slv_Latn": "Slovenian",
-    "sna_Latn": "Shona", "som_Latn": "Somali", "spa_Latn": "Spanish", "srp_Cyrl": "Serbian", "swe_Latn": "Swedish",
-    "swh_Latn": "Swahili", "tam_Taml": "Tamil", "tel_Telu": "Telugu", "tgk_Cyrl": "Tajik", "tgl_Latn": "Tagalog",
-    "tha_Thai": "Thai", "tur_Latn": "Turkish", "ukr_Cyrl": "Ukrainian", "urd_Arab": "Urdu", "uzn_Latn": "Uzbek (Northern)",
-    "vie_Latn": "Vietnamese", "wol_Latn": "Wolof", "xho_Latn": "Xhosa", "yor_Latn": "Yoruba", "yue_Hant": "Cantonese",
-    "zho_Hans": "Chinese (Simplified)", "zho_Hant": "Chinese (Traditional)", "zsm_Latn": "Malay (Standard)", "zul_Latn": "Zulu",
-}
+# code -> English name: the table beside this file, one `code<TAB>name` line per language
+TABLE = Path(__file__).with_name("nllb_names.tsv")
+NLLB_NAMES = dict(line.split("\t") for line in TABLE.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
 def display_name(code: str) -> str:

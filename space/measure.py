@@ -11,7 +11,7 @@ import time
 
 from gradio_client import Client
 
-from .app import build_demo, launch_local, model_id_from, pick_examples
+from .app import ENGLISH, build_demo, launch_local, model_id_from, pick_examples
 
 
 def timed_request(client, text, src, targets, max_new_tokens):
@@ -40,7 +40,7 @@ def main(argv=None):
         example = pick_examples(demo.bridge.lang_codes)[0]
         src = args.src or example[1]
         text = args.text or example[0]
-        targets = [src, "eng_Latn"]
+        targets = [src, ENGLISH]
         result = {"model": model_id_from(args.model), "cold": timed_request(client, text, src, targets, args.max_new_tokens),
                   "warm": timed_request(client, text, src, targets, args.max_new_tokens)}
         print(json.dumps(result, ensure_ascii=False, indent=1))

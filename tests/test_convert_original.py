@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from transformers import M2M100ForConditionalGeneration
 
 from modeling_xbridge import XBridgeForConditionalGeneration
 from processing_xbridge import XBridgeProcessor
+from hub_user import bundle_differences, load_and_generate
 from tiny_bases import make_offline_hub_cache, seeded_bridge
 from train import convert_original
 
@@ -165,8 +165,7 @@ def test_settings_prompt_and_provenance_carry_over(reference, tmp_path, capsys):
     card = (out / "README.md").read_text()
     assert f"from `{source}` (a local folder)" in card and "nllb-200-distilled-1.3B" in card
     assert "relative difference" in card and "max_new_tokens=512" in card
-    for name in ("configuration_xbridge.py", "modeling_xbridge.py", "processing_xbridge.py", "processor_config.json"):
-        assert (out / name).exists(), name
+    assert (out / "processor_config.json").exists() and bundle_differences(out) == []  # the package's remote code
     # --stage overrides the stage read from the freeze flags
     with pytest.warns(UserWarning, match="llm_pad_token_id"):
         convert(source, bases, tmp_path / "as_stage2", "--skip_verify", "--stage", "2")
@@ -244,18 +243,6 @@ def test_pickle_needs_the_flag(reference, tmp_path):
     assert torch.equal(converted.dec_map[1].down.weight, state["mapping_llm2dec.layers.1.linear2.weight"])
 
 
-FRESH_LOAD = """
-    import json, sys
-    assert not any(p.rstrip("/").endswith("main") or p.endswith("tests") for p in sys.path if p), sys.path
-    from transformers import AutoModel, AutoProcessor
-    model = AutoModel.from_pretrained({repo!r}, trust_remote_code=True).eval()
-    processor = AutoProcessor.from_pretrained({repo!r}, trust_remote_code=True)
-    batch = processor({questions!r}, src_lang="swh_Latn")
-    ids = model.generate(**batch, tgt_lang="swh_Latn", max_new_tokens=6)
-    print(json.dumps({{"ids": ids.tolist(), "class": type(model).__module__, "stage": model.config.stage}}))
-"""
-
-
 def test_hub_source_converts_and_loads_in_a_fresh_process(reference, tmp_path):
     model, bases = reference
     hf_home = tmp_path / "hf_home"
@@ -274,11 +261,8 @@ def test_hub_source_converts_and_loads_in_a_fresh_process(reference, tmp_path):
 
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
-    code = textwrap.dedent(FRESH_LOAD.format(repo=str(tmp_path / "converted"), questions=QUESTIONS))
-    fresh = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
-    assert fresh.returncode == 0, fresh.stderr[-3000:]
-    result = json.loads(fresh.stdout.splitlines()[-1])
+    result = load_and_generate(tmp_path / "converted", QUESTIONS, cwd=workdir, env_extra=env)
     processor = XBridgeProcessor.from_pretrained(tmp_path / "converted")
     expected = model.generate(**processor(QUESTIONS, src_lang="swh_Latn"), tgt_lang="swh_Latn", max_new_tokens=6)
     assert result["ids"] == expected.tolist()
-    assert result["class"].startswith("transformers_modules") and result["stage"] == 3  # the remote code, not the checkout
+    assert result["module"].startswith("transformers_modules") and result["stage"] == 3  # the remote code, not the checkout

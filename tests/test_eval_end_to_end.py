@@ -7,6 +7,7 @@ import pytest
 from eval import report, runner
 from eval.__main__ import main
 from eval.systems import System, load_system
+from miniworld.runs import read_jsonl
 
 TOKENS = {"translate": 6, "math": 6, "summarize": 6}  # tiny random models: length only costs time
 
@@ -39,10 +40,6 @@ def bridge_dir(tiny_bases, tmp_path_factory):
 @pytest.fixture(scope="module")
 def xbridge(bridge_dir):
     return load_system("xbridge", model=bridge_dir, device="cpu", max_new_tokens=TOKENS)
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def test_flores_with_xbridge(xbridge, bridge_dir, tmp_path):
@@ -101,8 +98,9 @@ def test_mgsm_with_xbridge_resumes_after_interruption(xbridge, bridge_dir, tmp_p
     again.__class__ = flaky.__class__
     scores = runner.run(**args, system_obj=again)
     assert again.generated == 1  # only the missing example: eng_Latn:2
-    records = [r for r in read_jsonl_tolerant(path)]
+    records = list(runner.read_predictions(path).values())  # the cut line skipped, as the runner reads it
     expected = [f"{lang}:{i}" for lang in ("swh_Latn", "eng_Latn") for i in range(3)]
+    assert len(path.read_text(encoding="utf-8").splitlines()) == len(expected) + 1  # each once, + the cut line
     assert sorted(r["id"] for r in records) == sorted(expected)
     sw = next(r for r in records if r["id"] == "swh_Latn:0")
     assert set(sw["predictions"]) == {"eng_Latn", "swh_Latn"} and sw["reference"] == "18"
@@ -111,14 +109,6 @@ def test_mgsm_with_xbridge_resumes_after_interruption(xbridge, bridge_dir, tmp_p
     # resuming with another model is refused rather than mixing two systems' predictions
     with pytest.raises(ValueError, match="other settings"):
         runner.run(**{**args, "model": "another/model"}, system_obj=again)
-
-
-def read_jsonl_tolerant(path):
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError:
-            continue
 
 
 class Oracle(System):

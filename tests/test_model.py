@@ -1,10 +1,6 @@
 """The core bundle: parity with the stock HF models, generation, save/load, errors."""
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -14,6 +10,7 @@ from transformers import AutoModelForCausalLM, M2M100ForConditionalGeneration
 from configuration_xbridge import XBridgeConfig
 from modeling_xbridge import XBridgeForConditionalGeneration
 from processing_xbridge import XBridgeProcessor
+from hub_user import bundle_differences, load_and_generate, run_fresh_python
 from tiny_bases import make_offline_hub_cache, seeded_bridge
 
 QUESTIONS = ["Habari ya dunia, leo ni siku nzuri.", "Ninapenda kusoma vitabu.", "Mama yangu ana ng'ombe tatu na mbuzi wawili."]
@@ -234,43 +231,21 @@ def test_mismatched_bases_error_names_both(tiny_bridge, tiny_bases, tmp_path):
 
 
 # ---------------------------------------------------------------- save / load
-def run_fresh_python(code: str, cwd: Path, env_extra: dict | None = None) -> str:
-    """Run code in a new interpreter with the project NOT importable (as a Hub user would)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(env_extra or {})
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
-
-
-LOAD_AND_GENERATE = """
-    import json, sys, torch
-    assert not any(p.endswith("main") for p in sys.path if p), sys.path
-    from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoProcessor
-    model = AutoModel.from_pretrained({repo!r}, trust_remote_code=True)
-    assert type(model) is type(AutoModelForSeq2SeqLM.from_pretrained({repo!r}, trust_remote_code=True))
-    processor = AutoProcessor.from_pretrained({repo!r}, trust_remote_code=True)
-    batch = processor({questions!r}, src_lang="swh_Latn")
-    ids = model.generate(**batch, tgt_lang="swh_Latn", max_new_tokens=6)
-    print(json.dumps({{"ids": ids.tolist(), "class": type(model).__name__, "llm": model.config.llm_name_or_path}}))
-"""
-
-
 def test_bridge_only_save_load_in_fresh_process(tiny_bridge, tmp_path):
     model, processor = tiny_bridge
     expected = model.generate(**processor(QUESTIONS, src_lang="swh_Latn"), tgt_lang="swh_Latn", max_new_tokens=6)
     folder = tmp_path / "bridge"
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
-    for name in ("configuration_xbridge.py", "modeling_xbridge.py", "processing_xbridge.py", "README.md", "generation_config.json"):
-        assert (folder / name).exists(), name
+    assert (folder / "README.md").exists() and (folder / "generation_config.json").exists()
+    assert bundle_differences(folder) == []  # every remote-code file, the package's own
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
     assert {"AutoConfig", "AutoModel", "AutoModelForSeq2SeqLM", "AutoProcessor"} <= set(auto_map)
     bridge_bytes = (folder / "model.safetensors").stat().st_size
     base_bytes = sum(f.stat().st_size for p in (model.config.nmt_name_or_path, model.config.llm_name_or_path)
                      for f in Path(p).glob("*.safetensors"))
     assert bridge_bytes < 0.05 * base_bytes, (bridge_bytes, base_bytes)
-    out = json.loads(run_fresh_python(LOAD_AND_GENERATE.format(repo=str(folder), questions=QUESTIONS), cwd=tmp_path).splitlines()[-1])
+    out = load_and_generate(folder, QUESTIONS, cwd=tmp_path)
     assert out["ids"] == expected.tolist()
     assert out["class"] == "XBridgeForConditionalGeneration"
 
@@ -295,8 +270,7 @@ def test_local_bases_are_found_from_the_bridge_not_the_working_directory(tiny_br
     shutil.move(tree, relocated)  # the whole tree moves; a fresh process in another folder still finds the bases
     workdir = tmp_path / "workdir"
     workdir.mkdir()
-    out = json.loads(run_fresh_python(LOAD_AND_GENERATE.format(repo=str(relocated / "bridge"), questions=QUESTIONS),
-                                      cwd=workdir).splitlines()[-1])
+    out = load_and_generate(relocated / "bridge", QUESTIONS, cwd=workdir)
     assert out["ids"] == expected.tolist()
     assert out["llm"] == str(relocated / "llm")
     shutil.rmtree(relocated / "nmt")
@@ -381,8 +355,7 @@ def test_hub_ids_resolve_through_offline_cache(tiny_bases, tmp_path):
     for sub in ("nmt_tokenizer", "llm_tokenizer"):  # processor sub-folders, as a Hub repo has them
         make_offline_hub_cache(hf_home, "tiny-org/xbridge-tiny", tmp_path / "bridge" / sub, subfolder=sub)
     env.pop("PYTHONPATH")
-    out = json.loads(run_fresh_python(LOAD_AND_GENERATE.format(repo="tiny-org/xbridge-tiny", questions=QUESTIONS),
-                                      cwd=tmp_path, env_extra=env).splitlines()[-1])
+    out = load_and_generate("tiny-org/xbridge-tiny", QUESTIONS, cwd=tmp_path, env_extra=env)
     assert str(out["ids"]) == expected
     assert out["llm"] == "tiny-org/qwen2-tiny"
 

@@ -11,7 +11,7 @@ import torch
 
 ct2 = pytest.importorskip("ctranslate2")  # optional dependency: pip install "xbridge[fast]"
 
-from eval.nmt_engine import CTranslate2NLLB, TransformersNLLB, converted_path, load_nllb  # noqa: E402
+from nmt_engine import CTranslate2NLLB, TransformersNLLB, converted_path, load_nllb  # noqa: E402
 from miniworld import shipped  # noqa: E402
 from miniworld.world import WorldConfig, generate  # noqa: E402
 

@@ -8,9 +8,10 @@ import datasets
 import pytest
 from transformers import AutoTokenizer, M2M100Config, M2M100ForConditionalGeneration
 
+from configuration_xbridge import nllb_lang_codes
 from miniworld.nllb_tokenizer import train_nllb_tokenizer
 from train.build_data import main as build_main
-from train.data import DataError, load_records, nllb_lang_codes, prepare, truncate, validate
+from train.data import DataError, load_records, prepare, truncate, validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LANGS = ["eng_Latn", "swh_Latn", "deu_Latn", "fra_Latn"]
@@ -100,7 +101,10 @@ def test_truncation_cuts_at_token_boundaries_and_is_logged(tmp_path, tiny_nllb, 
 
 
 def test_lang_codes_from_tokenizer(tiny_nllb):
-    assert nllb_lang_codes(AutoTokenizer.from_pretrained(tiny_nllb)) == LANGS
+    tokenizer = AutoTokenizer.from_pretrained(tiny_nllb)
+    codes = nllb_lang_codes(tokenizer)
+    assert codes == {lang: tokenizer.convert_tokens_to_ids(lang) for lang in LANGS}
+    assert nllb_lang_codes(tiny_nllb) == codes  # the same from the checkpoint's tokenizer.json, no tokenizer built
 
 
 def test_build_data_trilingual_is_sharded_deterministic_and_resumable(tmp_path, tiny_nllb):

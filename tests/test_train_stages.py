@@ -181,7 +181,8 @@ def test_sft_in_chat_template_answers_summaries_in_language_and_eval_prompts_it_
     """`--use_chat_template --in_language_tasks summarize` (the general mini-world's SFT baseline): each record is
     trained on exactly the prompt eval's `sft` system builds, summaries answer in the record's language, math in
     English; the adapter folder says how it was prompted, and eval reads that back."""
-    from eval.systems import SFTSystem, chat_prompt
+    from eval.systems import SFTSystem
+    from processing_xbridge import chat_prompt
 
     rows = [json.loads(line) for line in open(data["task"], encoding="utf-8")]
     rows = [{**rows[0], "task": "summarize"}, {**rows[1], "task": "math", "instruction": "Solve it."}]

@@ -23,7 +23,9 @@ import os
 import torch
 from tqdm.auto import tqdm
 
-from .data import DataError, _lang_error, load_records, nllb_lang_codes, read_jsonl
+from configuration_xbridge import ENGLISH, nllb_lang_codes
+
+from .data import DataError, _lang_error, load_records
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +34,12 @@ class Translator:
     """Batched NLLB translation from English, grouped by target language, longest-first inside a batch order.
 
     `engine`: "transformers" (`generate()`) or "ctranslate2" (CTranslate2, converted once next to the checkpoint;
-    `compute_type` float32 / int8 / int8_float16 / bfloat16 as the device allows): `eval/nmt_engine.py`."""
+    `compute_type` float32 / int8 / int8_float16 / bfloat16 as the device allows): `nmt_engine.py`."""
 
     def __init__(self, nmt_name_or_path: str, batch_size: int = 32, num_beams: int = 4, max_new_tokens: int = 256,
                  device: str | None = None, dtype: str = "auto", engine: str = "transformers",
                  compute_type: str = "default"):
-        from eval.nmt_engine import load_nllb  # noqa: PLC0415
+        from nmt_engine import load_nllb  # noqa: PLC0415
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
@@ -54,16 +56,16 @@ class Translator:
     @torch.no_grad()
     def translate(self, texts: list[str], tgt_langs: list[str]) -> list[str]:
         """English `texts[i]` -> `tgt_langs[i]`. English targets are copied. Deterministic (no sampling)."""
-        out = [t if lang == "eng_Latn" else None for t, lang in zip(texts, tgt_langs)]
+        out = [t if lang == ENGLISH else None for t, lang in zip(texts, tgt_langs)]
         by_lang = {}
         for i, lang in enumerate(tgt_langs):
-            if lang != "eng_Latn":
+            if lang != ENGLISH:
                 by_lang.setdefault(lang, []).append(i)
         for lang, idx in sorted(by_lang.items()):
             idx = sorted(idx, key=lambda i: -len(texts[i]))  # similar lengths per batch: less padding
             for start in range(0, len(idx), self.batch_size):
                 chunk = idx[start:start + self.batch_size]
-                translated = self.engine.translate([texts[i] for i in chunk], "eng_Latn", lang,
+                translated = self.engine.translate([texts[i] for i in chunk], ENGLISH, lang,
                                                    num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
                                                    max_input_length=512)
                 for i, text in zip(chunk, translated):
@@ -269,4 +271,4 @@ def main(argv=None) -> None:
     print(f"{len(shards)} shard(s) in {args.output_dir}")
 
 
-__all__ = ["Translator", "build", "main", "read_jsonl"]
+__all__ = ["Translator", "build", "main"]

@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the flat Hub bundle imports as top-level modules from a checkout
     sys.path.insert(0, str(ROOT))
 
-from configuration_xbridge import XBridgeConfig  # noqa: E402
-from modeling_xbridge import XBridgeForConditionalGeneration, nllb_lang_codes  # noqa: E402
+from configuration_xbridge import XBridgeConfig, nllb_lang_codes  # noqa: E402
+from hub_xbridge import write_bundle  # noqa: E402
+from modeling_xbridge import XBridgeForConditionalGeneration  # noqa: E402
 from processing_xbridge import XBridgeProcessor  # noqa: E402
 
 # The release's math prompt: Alpaca layout, the raw question as the instruction, the response primed.
@@ -488,6 +489,7 @@ def convert(args) -> Path:
         processor = XBridgeProcessor.from_bases(args.nmt, args.llm, prompt_template=RELEASE_PROMPT,
                                                 use_chat_template=False, source_in_prompt=True)
         processor.save_pretrained(staging)
+        write_bundle(staging)  # last, so the remote code is the package's whatever the saves above copied
         converted_s, peak = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         if not args.skip_verify:
             report += verify(staging, original, deferred, names, args.dtype, args.check_text, args.check_lang,

@@ -12,7 +12,6 @@ import glob
 import json
 import logging
 import os
-import re
 from collections.abc import Iterable
 
 import datasets
@@ -166,26 +165,6 @@ def validate(ds: datasets.Dataset, kind: str, lang_codes: Iterable[str], name: s
                 raise DataError(f"{_where(name, ex, i)}: field {field!r} must be a non-empty string, got {got}")
             if field in LANG_FIELDS and value not in known:
                 raise DataError(f"{_where(name, ex, i)}: field {field!r}: {_lang_error(value, valid)}")
-
-
-_NLLB_CODE = re.compile(r"[a-z]{3}_[A-Z][a-z]{3}")
-
-
-def nllb_lang_codes(tokenizer) -> list[str]:
-    """The language-code special tokens of an NLLB tokenizer (`swh_Latn`, ...)."""
-    return [t for t in tokenizer.all_special_tokens if _NLLB_CODE.fullmatch(t)]
-
-
-def lang_codes_of(model_or_config=None, tokenizer=None) -> list[str]:
-    """The NLLB language codes the model knows: `config.lang_code_to_id` (the contract), else the NLLB tokenizer's
-    additional special tokens."""
-    config = getattr(model_or_config, "config", model_or_config)
-    codes = getattr(config, "lang_code_to_id", None)
-    if codes:
-        return list(codes)
-    if tokenizer is not None:
-        return nllb_lang_codes(tokenizer)
-    raise ValueError("cannot find the language codes: the model config has no lang_code_to_id and no tokenizer given")
 
 
 def _cut(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:

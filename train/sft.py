@@ -16,17 +16,13 @@ from dataclasses import dataclass, field
 
 from transformers import AutoTokenizer, HfArgumentParser, set_seed
 
-from eval.systems import chat_prompt
+from processing_xbridge import ALPACA_TEMPLATE, chat_prompt, prompt_query  # the bridge's own prompts
 
 from .data import load_records, validate
 from .run import _config_path, _yaml_to_argv
 
 logger = logging.getLogger("train")
 
-DEFAULT_TEMPLATE = (
-    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-    "\n\n### Instruction:\n{query}\n\n### Response:"
-)
 PROMPT_FILE = "sft_prompt.json"  # {"use_chat_template": bool, "prompt_template": str}, read by eval's `sft` system
 
 
@@ -40,7 +36,7 @@ class SFTArguments:
     dataset_split: str = field(default="train")
     sft_target: str = field(default="answer_en", metadata={"help": "answer_en or answer_tgt"})
     instruction: str | None = field(default=None, metadata={"help": "instruction when a record has none"})
-    prompt_template: str = field(default=DEFAULT_TEMPLATE, metadata={"help": "template with {query}"})
+    prompt_template: str = field(default=ALPACA_TEMPLATE, metadata={"help": "template with {query}"})
     use_chat_template: bool = field(default=False, metadata={
         "help": "prompt with the LLM's chat template (an instruct LLM) instead of prompt_template"})
     in_language_tasks: str = field(default="", metadata={
@@ -86,7 +82,7 @@ def main(argv: list[str], callbacks=None):
         if sargs.use_chat_template:  # the prompt eval's `sft` system (and every chat system there) builds
             prompt = chat_prompt(tokenizer, r["question"], instruction)
         else:
-            prompt = sargs.prompt_template.format(query="\n".join(x for x in (instruction, r["question"]) if x))
+            prompt = sargs.prompt_template.format(query=prompt_query(r["question"], instruction))
         target = "answer_tgt" if r.get("task") in in_language else sargs.sft_target
         return {"prompt": prompt, "completion": " " + r[target] + (tokenizer.eos_token or "")}
 

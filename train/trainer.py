@@ -4,8 +4,6 @@ The model computes every loss term itself (`XBridgeOutput.loss_llm / loss_dec / 
 `loss`); the trainer only logs the terms and makes the Trainer treat the loss correctly.
 """
 
-import os
-import shutil
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -236,17 +234,13 @@ class XBridgeTrainer(Trainer):
         trust_remote_code."""
         if self.processor is not None:
             self.processor.save_pretrained(folder)
-        import modeling_xbridge  # noqa: PLC0415  (the bundle is importable: repo root or installed)
+        from hub_xbridge import write_bundle, write_model_card  # noqa: PLC0415  (the bundle: repo root or installed)
 
-        src = os.path.dirname(os.path.abspath(modeling_xbridge.__file__))
-        for name in ("configuration_xbridge.py", "modeling_xbridge.py", "processing_xbridge.py"):
-            shutil.copy(os.path.join(src, name), os.path.join(folder, name))
+        write_bundle(folder)
         model = self.accelerator.unwrap_model(self.model)
         metrics = {**self.card_info.get("metrics", {}), **{f"final {k}": v for k, v in self._last_logged.items()},
                    "steps": self.state.global_step}
         model.card_info = {**self.card_info, "metrics": metrics}
-        from modeling_xbridge import write_model_card  # noqa: PLC0415
-
         write_model_card(model, folder)
 
     def create_model_card(self, *args, **kwargs):

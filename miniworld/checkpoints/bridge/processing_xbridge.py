@@ -9,14 +9,27 @@ import warnings
 from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 
 try:  # relative import for the Hub bundle; plain import when the project root is on sys.path
-    from .configuration_xbridge import is_lang_code, unknown_lang_error
+    from .configuration_xbridge import ENGLISH, nllb_lang_codes, unknown_lang_error
 except ImportError:
-    from configuration_xbridge import is_lang_code, unknown_lang_error
+    from configuration_xbridge import ENGLISH, nllb_lang_codes, unknown_lang_error
 
 ALPACA_TEMPLATE = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
     "\n\n### Instruction:\n{query}\n\n### Response:"
 )
+
+
+def prompt_query(text: str | None, instruction: str | None) -> str:
+    """What the LLM is asked: the instruction, then the text, on two lines (either may be absent)."""
+    return "\n".join(part for part in (instruction, text) if part)
+
+
+def chat_prompt(tokenizer, text: str | None, instruction: str | None) -> str:
+    """`prompt_query` as a user turn in the tokenizer's chat template, then the generation prompt: how the bridge
+    and every system that prompts an instruct LLM (eval's baselines, the SFT baseline, the mini-world) ask it."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt_query(text, instruction)}], tokenize=False, add_generation_prompt=True
+    )
 
 
 class XBridgeProcessor(ProcessorMixin):
@@ -64,21 +77,19 @@ class XBridgeProcessor(ProcessorMixin):
     @property
     def lang_codes(self) -> list[str]:
         """Every NLLB language code this tokenizer knows (`eng_Latn`, `swh_Latn`, ...)."""
-        return [t for t in self.nmt_tokenizer.get_added_vocab() if is_lang_code(t)]
+        return list(nllb_lang_codes(self.nmt_tokenizer))
 
     def check_lang(self, code: str, kind: str) -> str:
         # NllbTokenizer maps an unknown code silently to <unk>: validate explicitly.
-        if code not in self.nmt_tokenizer.get_added_vocab() or not is_lang_code(code):
+        if code not in self.lang_codes:
             raise unknown_lang_error(kind, code, self.lang_codes)
         return code
 
     def build_prompt(self, text: str, instruction: str | None) -> str:
-        query = "\n".join(part for part in (instruction, text if self.source_in_prompt else None) if part)
+        text = text if self.source_in_prompt else None
         if self.use_chat_template and getattr(self.llm_tokenizer, "chat_template", None):
-            return self.llm_tokenizer.apply_chat_template(
-                [{"role": "user", "content": query}], tokenize=False, add_generation_prompt=True
-            )
-        return self.prompt_template.format(query=query)
+            return chat_prompt(self.llm_tokenizer, text, instruction)
+        return self.prompt_template.format(query=prompt_query(text, instruction))
 
     def _nmt_ids(self, texts, lang, limit, what, target=False):
         """NLLB ids `[lang_code, ..., </s>]`, truncated to `limit` with a warning that says how much."""
@@ -147,6 +158,10 @@ class XBridgeProcessor(ProcessorMixin):
         if prompt:
             prompts = [self.build_prompt(t, instruction) for t in texts]
             prompt_ids = llm(prompts, add_special_tokens=False)["input_ids"]
+            # The model puts the LLM's BOS first itself ([bos, source, boundary, prompt, answer], as the released code
+            # does): a chat template that opens with it (Llama 3, Gemma) would repeat it mid-sequence, after the source.
+            if llm.bos_token_id is not None:
+                prompt_ids = [x[1:] if x[:1] == [llm.bos_token_id] else x for x in prompt_ids]
             data["prompt_ids"], data["prompt_attention_mask"] = self._pad(prompt_ids, llm.pad_token_id, left=True)
         if answers is not None:
             answers = [answers] if isinstance(answers, str) else list(answers)
@@ -156,7 +171,7 @@ class XBridgeProcessor(ProcessorMixin):
             answer_ids = self._truncate(answer_ids, self.max_answer_length, "answers", keep_last=True)
             data["answer_ids"], data["answer_attention_mask"] = self._pad(answer_ids, llm.pad_token_id)
             if ot_targets:
-                ot_ids = self._nmt_ids(answers, "eng_Latn", self.max_answer_length, "English answers (OT)")
+                ot_ids = self._nmt_ids(answers, ENGLISH, self.max_answer_length, "English answers (OT)")
                 data["ot_target_ids"], data["ot_target_attention_mask"] = self._pad(ot_ids, self.nmt_tokenizer.pad_token_id)
         if targets is not None:
             targets = [targets] if isinstance(targets, str) else list(targets)
@@ -186,4 +201,4 @@ class XBridgeProcessor(ProcessorMixin):
 
 XBridgeProcessor.register_for_auto_class("AutoProcessor")
 
-__all__ = ["XBridgeProcessor"]
+__all__ = ["ALPACA_TEMPLATE", "XBridgeProcessor", "chat_prompt", "prompt_query"]

@@ -1,6 +1,9 @@
 """NLLB translation engines for everything that only translates (`build-data`, the `nmt` and `translate-test`
 systems): `transformers` (`generate()`, the default) or `ctranslate2` (CTranslate2, an optional dependency).
 
+Beside the bundle, not in it (no checkpoint carries it): a shared piece that `train/` and `eval/` both import
+downward, so neither imports the other.
+
     engine = load_nllb("ctranslate2", "facebook/nllb-200-distilled-600M", compute_type="int8")
     engine.translate(["Hello."], "eng_Latn", "swh_Latn", num_beams=4, max_new_tokens=128)
 
