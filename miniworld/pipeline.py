@@ -12,13 +12,16 @@ folder holds a `COMPLETED` marker when finished, so a re-run (or a run after a k
 from __future__ import annotations
 
 import json
+import math
 import resource
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hub_xbridge import write_bundle
+from configuration_xbridge import XBridgeConfig
+from hub_xbridge import bridge_card, card_text, write_bundle
+from safetensors import safe_open
 from train.machine import machine
 
 from . import base_eval, experiments, shipped
@@ -360,13 +363,17 @@ def publish_checkpoints(plan: Plan, names: tuple[str, ...]) -> None:
         folder = plan.out / "xbridge" / f"seed{plan.seeds[0]}" / "stage3"
         results = json.loads((plan.results / "results.json").read_text())
         english = results["math"]["answer-en"]["xbridge"]
-        card = _card("bridge", "The XBridge bridge (stages 1-2-3) between the shipped `xbridge-miniworld/nmt` and "
-                     "`xbridge-miniworld/llm`", f"stage steps {plan.schedule.stage1}/{plan.schedule.stage2}/"
-                     f"{plan.schedule.stage3}, batch {plan.schedule.batch}, lr {plan.schedule.lr}, seed {plan.seeds[0]}",
-                     "English-answer accuracy over the non-English languages, mean over seeds "
-                     f"{results['seeds']}: {english['avg (non-en)']['mean']:.1f}% (95% interval "
-                     "[{:.1f}, {:.1f}]); every table: results/miniworld/README.md".format(*english['avg (non-en)']['ci95']),
-                     shipped.sha256(folder / "model.safetensors"))
+        training = (f"stage steps {plan.schedule.stage1}/{plan.schedule.stage2}/{plan.schedule.stage3}, batch "
+                    f"{plan.schedule.batch}, lr {plan.schedule.lr}, seed {plan.seeds[0]}")
+        metrics = ("English-answer accuracy over the non-English languages, mean over seeds "
+                   f"{results['seeds']}: {english['avg (non-en)']['mean']:.1f}% (95% interval "
+                   "[{:.1f}, {:.1f}]); every table: results/miniworld/README.md".format(*english['avg (non-en)']['ci95']))
+        with safe_open(folder / "model.safetensors", "pt") as weights:  # a bridge-only checkpoint: the bridge alone
+            n_bridge = sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys())  # noqa: SIM118
+        usage = "\n".join(["from miniworld.shipped import checkpoint", "from transformers import AutoModel, AutoProcessor",
+                           "", 'repo = checkpoint("xbridge-miniworld/bridge")',
+                           "model = AutoModel.from_pretrained(repo, trust_remote_code=True)",
+                           "processor = AutoProcessor.from_pretrained(repo, trust_remote_code=True)"])
         ready = plan.out / "bridge-to-ship"
         shutil.rmtree(ready, ignore_errors=True)
         shutil.copytree(folder, ready)
@@ -374,6 +381,12 @@ def publish_checkpoints(plan: Plan, names: tuple[str, ...]) -> None:
         config.update(nmt_name_or_path="../nmt", llm_name_or_path="../llm")  # its shipped bases lie beside it
         (ready / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         write_bundle(ready)  # the remote code as it is now, as save_pretrained writes it
+        card = bridge_card(XBridgeConfig.from_pretrained(ready), n_bridge, {
+            "title": "xbridge-miniworld/bridge", "license": "apache-2.0", "tags": ["mini-world", "synthetic"], "base_model": [],
+            "usage": usage, "notes": ["", "The stages 1-2-3 between the shipped `xbridge-miniworld/nmt` and "
+                                      "`xbridge-miniworld/llm`, trained from scratch on CPU on the world's synthetic data.",
+                                      "", *_provenance("bridge", training, metrics,
+                                                       shipped.sha256(folder / "model.safetensors"))]})
         # a few held-out problems and sentences per language, in the world's test formats (the Space's examples)
         for sub in ("mgsm", "flores"):
             for path in sorted((plan.world_dir / "test" / sub).iterdir()):
@@ -384,18 +397,19 @@ def publish_checkpoints(plan: Plan, names: tuple[str, ...]) -> None:
 
 
 def _card(name: str, what: str, training: str, metrics: str, sha: str) -> str:
+    """A mini-world base's card (what it is, how it was trained and measured, how to rebuild it)."""
     auto = "AutoModelForSeq2SeqLM" if name.startswith("nmt") else "AutoModelForCausalLM"
-    usage = ("from transformers import AutoModel, AutoProcessor\n"
-             "model = AutoModel.from_pretrained(checkpoint(\"xbridge-miniworld/bridge\"), trust_remote_code=True)\n"
-             "processor = AutoProcessor.from_pretrained(checkpoint(\"xbridge-miniworld/bridge\"), trust_remote_code=True)"
-             if name == "bridge" else
-             f"from transformers import {auto}, AutoTokenizer\nmodel = {auto}.from_pretrained(checkpoint(\"xbridge-"
-             f"miniworld/{name}\"))\ntokenizer = AutoTokenizer.from_pretrained(checkpoint(\"xbridge-miniworld/{name}\"))")
-    return "\n".join([
-        "---", "library_name: transformers", "license: apache-2.0", "tags: [xbridge, mini-world, synthetic]", "---", "",
-        f"# xbridge-miniworld/{name}", "", f"{what} of the mini-world, trained from scratch on CPU on the world's "
-        "synthetic data (`miniworld/world.py`, seed 0).", "", f"- Training: {training}.", f"- Metrics: {metrics}.",
-        f"- Rebuild: `{REBUILD.get(name, 'python -m miniworld bases --general')}` (from a checkout; it reports "
-        "whether the rebuild is identical bit for bit).",
-        f"- `model.safetensors` SHA-256: `{sha}` (every file: `miniworld/checkpoints/SHA256SUMS`).", "",
-        "```python", "from miniworld.shipped import checkpoint", usage, "```", ""])
+    return card_text(f"xbridge-miniworld/{name}", {"library_name": "transformers", "license": "apache-2.0",
+                                                   "tags": ["xbridge", "mini-world", "synthetic"]}, [
+        f"{what} of the mini-world, trained from scratch on CPU on the world's synthetic data (`miniworld/world.py`, "
+        "seed 0).", "", *_provenance(name, training, metrics, sha), "",
+        "```python", "from miniworld.shipped import checkpoint", f"from transformers import {auto}, AutoTokenizer",
+        f"model = {auto}.from_pretrained(checkpoint(\"xbridge-miniworld/{name}\"))",
+        f"tokenizer = AutoTokenizer.from_pretrained(checkpoint(\"xbridge-miniworld/{name}\"))", "```"])
+
+
+def _provenance(name: str, training: str, metrics: str, sha: str) -> list[str]:
+    return [f"- Training: {training}.", f"- Metrics: {metrics}.",
+            f"- Rebuild: `{REBUILD.get(name, 'python -m miniworld bases --general')}` (from a checkout; it reports "
+            "whether the rebuild is identical bit for bit).",
+            f"- `model.safetensors` SHA-256: `{sha}` (every file: `miniworld/checkpoints/SHA256SUMS`)."]

@@ -3,11 +3,14 @@ later run (another session, another machine) takes instead of computing them aga
 
 A kept result is keyed on what its job depends on (`job_keys`): the job's function and arguments (the recipe
 values), the checksums of the data files and base checkpoints its arguments name, the keys of the jobs it waits
-for, the library versions, and `NUMERICS_VERSION`. Code is not in the key: a comment, a rename or a refactor keeps
-every kept result valid; the hash of the code that computed a result is stored beside it as a record (`code_state`).
+for, and `NUMERICS_VERSION`. Code is not in the key: a comment, a rename or a refactor keeps every kept result valid;
+the hash of the code that computed a result, the library versions and the CPU kernels are stored beside it as a
+record. Library versions are not in the key either: a fresh install takes the newest transformers, and a patch
+release must not void every committed result; an upgrade that does change numbers is a numerics change like any other.
 
 Rule for contributors: a commit that changes a number some job computes (a model's, trainer's, metric's or data
-builder's arithmetic, a default a recipe relies on) bumps `NUMERICS_VERSION`, in the same commit.
+builder's arithmetic, a default a recipe relies on, a library floor raised to a release that computes differently)
+bumps `NUMERICS_VERSION`, in the same commit.
 """
 
 from __future__ import annotations
@@ -152,12 +155,13 @@ def _data_checksum(folder: Path, memo: dict) -> str | None:
     return memo[folder]
 
 
-def input_checksums(args, shipped_sums: dict[str, list[str]], memo: dict) -> dict[str, str]:
+def input_checksums(args, shipped_sums: dict[str, list[str]], memo: dict, folders: dict) -> dict[str, str]:
     """{argument: checksum} of the inputs a job's arguments name: a file of the repository (a recipe) or of a
     folder of generated data (`mark_data_done`), its contents; a shipped checkpoint, its SHA256SUMS lines; a data
     folder, its data checksum. Whatever else an argument names (a job's own output folder or log, a stage it goes
-    on from) is not an input: the keys of the jobs that make it cover it."""
-    sums, folders = {}, memo.setdefault("<folders>", {})
+    on from) is not an input: the keys of the jobs that make it cover it. `memo` ({argument: checksum or None})
+    and `folders` ({folder: data checksum or None}) carry what is known across the jobs of one plan."""
+    sums = {}
     for text in _strings(args):
         if text in memo:
             if memo[text] is not None:
@@ -183,19 +187,18 @@ def input_checksums(args, shipped_sums: dict[str, list[str]], memo: dict) -> dic
 def job_keys(jobs) -> dict[str, str]:
     """{name: key} of `jobs` (jobs.Job): what each depends on (module docstring). This checkout's path is written
     as `<repo>`, so another checkout agrees."""
-    by_name, keys, memo = {job.name: job for job in jobs}, {}, {}
+    by_name, keys, memo, folders = {job.name: job for job in jobs}, {}, {}, {}
     shipped: dict[str, list[str]] = {}
     for line in SHIPPED_SUMS.read_text().splitlines() if SHIPPED_SUMS.exists() else []:
         if line.strip() and not line.endswith(("README.md", "metrics.json")):  # cards and metrics: no numbers
             shipped.setdefault(line.split("  ", 1)[1].split("/")[0], []).append(line)
-    versions = library_versions()
 
     def of(name: str) -> str:
         if name not in keys:
             job = by_name[name]
-            inputs = {k.replace(str(REPO), "<repo>"): v for k, v in input_checksums(job.args, shipped, memo).items()}
+            inputs = {k.replace(str(REPO), "<repo>"): v for k, v in input_checksums(job.args, shipped, memo, folders).items()}
             text = json.dumps([qualname(job.fn), repr(job.args).replace(str(REPO), "<repo>"), inputs,
-                               [of(dep) for dep in job.after], NUMERICS_VERSION, versions])
+                               [of(dep) for dep in job.after], NUMERICS_VERSION])
             keys[name] = hashlib.sha256(text.encode()).hexdigest()
         return keys[name]
 
@@ -213,11 +216,12 @@ def read_kept(path: str | Path | None, key: str):
 
 def write_kept(path: str | Path, name: str, key: str, result, code: str | None = None) -> None:
     """Atomically (a killed run never leaves half a file); gzip's timestamp is fixed, so the same result gives the
-    same bytes. Beside the result: the code that computed it (a record) and the CPU kernels (the last bit of a
-    float may differ between AVX2 and AVX512 machines, which a later run on another machine may go on from)."""
+    same bytes. Beside the result, as records: the code and the library versions that computed it, and the CPU
+    kernels (the last bit of a float may differ between AVX2 and AVX512 machines, which a later run on another
+    machine may go on from)."""
     import torch  # noqa: PLC0415
 
-    text = json.dumps(dict(job=name, fingerprint=key, code=code or code_state(),
+    text = json.dumps(dict(job=name, fingerprint=key, code=code or code_state(), libraries=library_versions(),
                            cpu_capability=torch.backends.cpu.get_cpu_capability(), result=result))  # key order kept
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

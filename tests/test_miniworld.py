@@ -261,6 +261,18 @@ def test_copy_warmup_goes_on_in_rounds_until_its_loss_is_low(world_dir, tmp_path
     assert not all(torch.equal(weights["one-round"][k], weights["every-round"][k]) for k in weights["one-round"])
 
 
+def test_base_card_is_a_hub_card_with_its_provenance():
+    from huggingface_hub import ModelCard
+
+    from miniworld.pipeline import _card
+
+    card = ModelCard(_card("llm", "An LLM", "10 steps", "English accuracy 50.0%", "ab" * 32))
+    assert (card.data.license, card.data.library_name) == ("apache-2.0", "transformers")
+    assert card.data.tags == ["xbridge", "mini-world", "synthetic"]
+    assert "- Rebuild: `python -m miniworld bases`" in card.text and f"`{'ab' * 32}`" in card.text
+    assert 'AutoModelForCausalLM.from_pretrained(checkpoint("xbridge-miniworld/llm"))' in card.text
+
+
 def test_shipped_checkpoints_match_their_checksums_and_name_a_corrupted_file(tmp_path, monkeypatch):
     import shutil
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM, M2M100ForConditionalGeneration
 
 from configuration_xbridge import XBridgeConfig
@@ -237,7 +238,11 @@ def test_bridge_only_save_load_in_fresh_process(tiny_bridge, tmp_path):
     folder = tmp_path / "bridge"
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
-    assert (folder / "README.md").exists() and (folder / "generation_config.json").exists()
+    assert (folder / "generation_config.json").exists()
+    card = ModelCard.load(folder / "README.md")  # the Hub's own parser reads the card's metadata
+    assert card.data.base_model == [model.config.nmt_name_or_path, model.config.llm_name_or_path]
+    assert card.data.pipeline_tag == "text-generation" and "xbridge" in card.data.tags
+    assert "swh_Latn" in card.text and f"- training stage: {model.config.stage or 'untrained'}" in card.text
     assert bundle_differences(folder) == []  # every remote-code file, the package's own
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
     assert {"AutoConfig", "AutoModel", "AutoModelForSeq2SeqLM", "AutoProcessor"} <= set(auto_map)

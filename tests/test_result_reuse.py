@@ -39,6 +39,21 @@ def test_a_comment_in_train_keeps_every_key(plan):
         path.write_bytes(text)
 
 
+def test_library_versions_are_a_record_not_a_key(plan, tmp_path, monkeypatch):
+    """A fresh install takes the newest transformers: the keys stay, and the versions are written beside a result."""
+    import gzip
+    import json
+
+    before = _keys(plan)
+    monkeypatch.setattr(runs, "library_versions", lambda: "(3, 99) torch 9.0 transformers 9.0")
+    assert _keys(plan) == before
+    runs.write_kept(tmp_path / "kept.json.gz", "a job", "k", {"accuracy": 1.0})
+    with gzip.open(tmp_path / "kept.json.gz", "rt") as f:
+        assert json.load(f)["libraries"] == "(3, 99) torch 9.0 transformers 9.0"
+    assert runs.read_kept(tmp_path / "kept.json.gz", "k") == {"accuracy": 1.0}
+    assert runs.read_kept(tmp_path / "kept.json.gz", "another key") is None
+
+
 def test_a_recipe_value_invalidates_exactly_the_jobs_that_depend_on_it(plan):
     before = _keys(plan)
     longer = dataclasses.replace(plan, schedule=dataclasses.replace(plan.schedule, stage3=plan.schedule.stage3 + 1))

@@ -10,6 +10,7 @@ import os
 import shutil
 
 import torch
+from huggingface_hub import ModelCard, ModelCardData
 from transformers import AutoModelForCausalLM, M2M100ForConditionalGeneration
 from transformers.utils import cached_file
 
@@ -206,24 +207,18 @@ def check_bases_match(config, nmt_config, llm_config):
             raise ValueError(f"the bridge was built for a base with {what}={expected}, but {name!r} has {what}={found}")
 
 
-def write_model_card(model, save_directory) -> None:
-    """README.md for the Hub: bases, languages, stage, training data and metrics when known, usage."""
-    config = model.config
-    info = getattr(model, "card_info", None) or {}
+def card_text(title: str, metadata: dict, body: list[str]) -> str:
+    """A model card: the Hub's metadata block written by huggingface_hub (`ModelCardData`, so its keys and YAML are
+    the Hub's own), then `# title` and the markdown lines of `body`. The one card writer of the project."""
+    return str(ModelCard(f"---\n{ModelCardData(**metadata).to_yaml()}\n---\n\n# {title}\n\n" + "\n".join(body) + "\n"))
+
+
+def bridge_card(config, n_bridge: int, info: dict) -> str:
+    """The card of a bridge: bases, languages, stage, `n_bridge` trained parameters, and from `info` (all optional)
+    `training_data`, `metrics` ({name: value}), `notes` (markdown lines), `usage` (the code shown), `title`,
+    `license`, `tags` and `base_model` (Hub ids; default: the config's base names)."""
     langs = sorted(config.lang_code_to_id)
-    n_bridge = sum(p.numel() for n, p in model.named_parameters() if model.is_bridge_parameter(n))
-    lines = [
-        "---",
-        "library_name: transformers",
-        "pipeline_tag: text-generation",
-        "tags: [xbridge, multilingual, nllb, custom_code]",
-        "base_model:",
-        f"- {config.nmt_name_or_path}",
-        f"- {config.llm_name_or_path}",
-        "---",
-        "",
-        "# XBridge bridge",
-        "",
+    body = [
         f"Composes the translation model `{config.nmt_name_or_path}` with the LLM `{config.llm_name_or_path}` through "
         f"small trained mapping layers ({n_bridge / 1e6:.2f}M parameters). The bases stay frozen and are loaded by name.",
         "",
@@ -232,27 +227,34 @@ def write_model_card(model, save_directory) -> None:
         f"- checkpoint: {'bridge only' if config.bridge_only else 'full (bases included)'}",
     ]
     if info.get("training_data"):
-        lines.append(f"- training data: {info['training_data']}")
+        body.append(f"- training data: {info['training_data']}")
+    body += info.get("notes", [])
     if info.get("metrics"):
-        lines += ["", "## Metrics", "", "| metric | value |", "| --- | --- |"]
-        lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in info["metrics"].items()]
+        body += ["", "## Metrics", "", "| metric | value |", "| --- | --- |"]
+        body += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in info["metrics"].items()]
     example_lang = next((code for code in langs if code != ENGLISH), ENGLISH)
-    lines += [
-        "",
-        "## Usage",
-        "",
-        "```python",
+    usage = info.get("usage") or "\n".join([
         "from transformers import AutoModel, AutoProcessor",
         "",
         'repo = "<this repo>"',
         "model = AutoModel.from_pretrained(repo, trust_remote_code=True)",
-        "processor = AutoProcessor.from_pretrained(repo, trust_remote_code=True)",
-        f'batch = processor(["..."], src_lang="{example_lang}", return_tensors="pt")',
-        f'ids = model.generate(**batch, tgt_lang="{example_lang}", max_new_tokens=128)',
-        "print(processor.batch_decode(ids, skip_special_tokens=True))",
-        "```",
-        "",
-    ]
-    with open(os.path.join(save_directory, "README.md"), "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
+        "processor = AutoProcessor.from_pretrained(repo, trust_remote_code=True)"])
+    body += ["", "## Usage", "", "```python", usage,
+             f'batch = processor(["..."], src_lang="{example_lang}", return_tensors="pt")',
+             f'ids = model.generate(**batch, tgt_lang="{example_lang}", max_new_tokens=128)',
+             "print(processor.batch_decode(ids, skip_special_tokens=True))", "```"]
+    metadata = dict(library_name="transformers", pipeline_tag="text-generation",
+                    tags=["xbridge", "multilingual", "nllb", "custom_code", *info.get("tags", [])])
+    for key, value in (("base_model", info.get("base_model", [config.nmt_name_or_path, config.llm_name_or_path])),
+                       ("license", info.get("license"))):
+        if value:  # the Hub's field is left out rather than written empty (`base_model`: Hub ids, not folders)
+            metadata[key] = value
+    return card_text(info.get("title", "XBridge bridge"), metadata, body)
 
+
+def write_model_card(model, save_directory) -> None:
+    """README.md for the Hub (`bridge_card`; `model.card_info`, set by the trainer, adds data and metrics)."""
+    n_bridge = sum(p.numel() for n, p in model.named_parameters() if model.is_bridge_parameter(n))
+    text = bridge_card(model.config, n_bridge, getattr(model, "card_info", None) or {})
+    with open(os.path.join(save_directory, "README.md"), "w", encoding="utf-8") as f:
+        f.write(text)
