@@ -36,7 +36,12 @@ def _as_config(value, default_model_type: str, field: str):
     if isinstance(value, dict):
         value = dict(value)
         model_type = value.pop("model_type", default_model_type)
-        return AutoConfig.for_model(model_type, **value)
+        try:
+            return AutoConfig.for_model(model_type, **value)
+        except ValueError:
+            # A base that brings its own code (e.g. a converted Marian SSRU NMT): its config class is not known
+            # until the base is loaded with trust_remote_code; keep the values under their model type until then.
+            return type("RemoteCodeConfig", (PreTrainedConfig,), {"model_type": model_type})(**value)
     raise TypeError(f"`{field}` must be a PreTrainedConfig, a dict or None, got {type(value).__name__}")
 
 
@@ -80,6 +85,14 @@ def unknown_lang_error(kind: str, code, valid: list[str]) -> ValueError:
     )
 
 
+def check_implied_lang(kind: str, code, implied: str) -> None:
+    """A bilingual NMT reads / writes one language: any other code is an error that names it."""
+    if code != implied:
+        role = "writes" if kind == "tgt_lang" else "reads"
+        raise ValueError(f"{kind}={code!r}: this NMT is bilingual and {role} only {implied!r} (no other "
+                         f"{kind} is possible; `tgt_lang='{ENGLISH}'` is the LLM's own English answer)")
+
+
 class XBridgeConfig(PreTrainedConfig):
     r"""
     Configuration of an [`XBridgeForConditionalGeneration`].
@@ -99,6 +112,10 @@ class XBridgeConfig(PreTrainedConfig):
         lambda_align (`float`): weight of the optional AlignX-style InfoNCE loss in stage 1 (AlignX: 0.3; 0 = off).
         lambda_lang (`float`): weight of the optional "same language?" matching loss in stage 1 (AlignX: 0.4; 0 = off).
         align_layer (`int`): LLM `hidden_states` index of the alignment loss (default: the middle layer).
+        nmt_source_lang, nmt_target_lang (`str`): for a bilingual NMT (its vocabularies hold no language codes, e.g.
+            a Marian model, or an encoder and a decoder taken from two directions): the one language its encoder
+            reads and the one its decoder writes, implied, with no language token. None (NLLB): a language-code
+            token from `lang_code_to_id` leads the source and the target.
         stage (`int`): last training stage this bridge went through (0: untrained), for model cards.
         bridge_only (`bool`): checkpoints hold only the bridge; the bases are loaded from their names.
     """
@@ -123,6 +140,8 @@ class XBridgeConfig(PreTrainedConfig):
         lambda_align: float = 0.0,
         lambda_lang: float = 0.0,
         align_layer: int | None = None,
+        nmt_source_lang: str | None = None,
+        nmt_target_lang: str | None = None,
         stage: int = 0,
         bridge_only: bool = True,
         **kwargs,
@@ -143,6 +162,10 @@ class XBridgeConfig(PreTrainedConfig):
         self.encoder_fusion = encoder_fusion
         self.lambda_align, self.lambda_lang = float(lambda_align), float(lambda_lang)
         self.align_layer = None if align_layer is None else int(align_layer)
+        for field, code in (("nmt_source_lang", nmt_source_lang), ("nmt_target_lang", nmt_target_lang)):
+            if code is not None and not is_lang_code(code):
+                raise ValueError(f"{field}={code!r} is not an NLLB-style language code such as 'por_Latn'")
+        self.nmt_source_lang, self.nmt_target_lang = nmt_source_lang, nmt_target_lang
         self.stage = int(stage)
         self.bridge_only = bool(bridge_only)
         num_llm_states = self.llm_config.num_hidden_layers + 1  # embeddings + one per layer, as `hidden_states`
@@ -164,11 +187,16 @@ class XBridgeConfig(PreTrainedConfig):
     def llm_hidden_size(self) -> int:
         return self.llm_config.hidden_size
 
-    def lang_id(self, code: str, kind: str = "tgt_lang") -> int:
-        """NMT token id of an NLLB language code; a ValueError naming the bad code and the closest valid ones."""
+    def lang_id(self, code: str, kind: str = "tgt_lang") -> int | None:
+        """NMT token id of an NLLB language code (None: the bilingual NMT's implied language); a ValueError naming
+        the bad code and the valid ones."""
+        implied = self.nmt_target_lang if kind == "tgt_lang" else self.nmt_source_lang
+        if implied is not None:
+            check_implied_lang(kind, code, implied)
+            return None
         if code not in self.lang_code_to_id:
             raise unknown_lang_error(kind, code, list(self.lang_code_to_id))
         return self.lang_code_to_id[code]
 
 
-__all__ = ["ENGLISH", "XBridgeConfig", "is_lang_code", "nllb_lang_codes"]
+__all__ = ["ENGLISH", "XBridgeConfig", "check_implied_lang", "is_lang_code", "nllb_lang_codes"]

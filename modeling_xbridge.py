@@ -15,7 +15,13 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModelForCausalLM, GenerationMixin, M2M100ForConditionalGeneration, PreTrainedModel
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    GenerationMixin,
+    M2M100ForConditionalGeneration,
+    PreTrainedModel,
+)
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput
@@ -196,7 +202,10 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
 
     def __init__(self, config: XBridgeConfig, nmt: PreTrainedModel | None = None, llm: PreTrainedModel | None = None):
         super().__init__(config)
-        self.nmt = nmt if nmt is not None else M2M100ForConditionalGeneration._from_config(config.nmt_config)
+        if nmt is None:  # a full checkpoint: the NMT is built from its config (NLLB's class, or the Auto one's)
+            nmt = (M2M100ForConditionalGeneration._from_config(config.nmt_config) if config.nmt_config.model_type == "m2m_100"
+                   else AutoModelForSeq2SeqLM.from_config(config.nmt_config))
+        self.nmt = nmt
         self.llm = llm if llm is not None else AutoModelForCausalLM.from_config(config.llm_config)
         d_nmt, d_llm = config.nmt_hidden_size, config.llm_hidden_size
         self.enc_map = MappingBlock(d_nmt, config.enc_map_hidden_size, d_llm)
@@ -218,11 +227,14 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
         # `logits_to_keep` hand the LM heads (22 s instead of 0.04 s for a 151936 x 896 head at batch 16).
         for head in (self.llm.get_output_embeddings(), self.nmt.get_output_embeddings()):
             head.register_forward_pre_hook(_contiguous_input)
+        # the NMT decoder's layers, by parameter name (NLLB, Marian: `nmt.model.decoder.layers.`)
+        names = {module: name for name, module in self.nmt.named_modules()}
+        self._decoder_layers_prefix = f"nmt.{names[self.nmt.get_decoder()]}.layers."
         self.set_stage(None)
 
     # ------------------------------------------------------------------ what trains
     def _is_cross_attention(self, name: str) -> bool:
-        return name.startswith("nmt.model.decoder.layers.") and any(p in name for p in self.CROSS_ATTENTION_PARTS)
+        return name.startswith(self._decoder_layers_prefix) and any(p in name for p in self.CROSS_ATTENTION_PARTS)
 
     def _matches(self, name: str, prefixes) -> bool:
         return any(
@@ -248,7 +260,7 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
     def keep_cross_attention_fp32(self) -> None:
         """Over bf16 bases, the decoder cross-attention (a bridge weight) stays fp32 for training and loading."""
         if self.nmt.dtype != torch.float32:
-            for layer in self.nmt.model.decoder.layers:
+            for layer in self.nmt.get_decoder().layers:
                 run_in_fp32(layer.encoder_attn, self.nmt.dtype)
                 run_in_fp32(layer.encoder_attn_layer_norm, self.nmt.dtype)
 
@@ -286,17 +298,25 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
         return self.nmt.get_encoder()
 
     # ------------------------------------------------------------------ building blocks
-    def encode_last(self, input_ids, attention_mask):
-        """NLLB encoder's final states (frozen, no autograd) -> (B, Ls, d_nmt)."""
+    def encode_last(self, input_ids, attention_mask, encoder=None):
+        """The NMT encoder's final states (frozen, no autograd) -> (B, Ls, d_nmt)."""
         with torch.no_grad():
-            return self.nmt.model.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            encoder = self.nmt.get_encoder() if encoder is None else encoder
+            return encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def memory_encoder(self):
+        """The encoder whose output the NMT decoder was trained to read: OT's reference space. NLLB's one encoder;
+        an NMT composed from two directions (an encoder that reads x, the decoder of a model that writes x from
+        English) names its decoder's own encoder with `get_memory_encoder()`."""
+        get = getattr(self.nmt, "get_memory_encoder", None)
+        return self.nmt.get_encoder() if get is None else get()
 
     def encode_source(self, input_ids, attention_mask):
         """Source states for the LLM side: the last encoder layer, or all layers fused (`config.encoder_fusion`)."""
         if self.encoder_fusion is None:
             return self.encode_last(input_ids, attention_mask)
         with torch.no_grad():  # the encoder is frozen; only the fusion weights learn
-            states = self.nmt.model.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states
+            states = self.nmt.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states
         dtype = next(self.encoder_fusion.parameters()).dtype
         return self.encoder_fusion([h.to(dtype) for h in states], attention_mask)
 
@@ -483,23 +503,26 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
         )
 
     def _decoder_loss(self, memory, memory_mask, labels, decoder_input_ids=None):
-        """NLLB's decoder reading the memory, teacher-forced on `labels`: (logits (B, Ly, V_nmt), cross-entropy)."""
+        """The NMT's decoder reading the memory, teacher-forced on `labels`: (logits (B, Ly, V_nmt), cross-entropy).
+        Through the NMT's own forward with the memory as its encoder output, so whatever its head adds (Marian's
+        final logits bias) is there; NLLB computes exactly its decoder and LM head."""
         if decoder_input_ids is None:
             decoder_input_ids = shift_right(labels, self.config.nmt_config.pad_token_id, self.decoder_start_id)
-        states = self.nmt.model.decoder(
-            input_ids=decoder_input_ids,
-            encoder_hidden_states=memory.to(self.nmt.dtype),
-            encoder_attention_mask=memory_mask,
-        ).last_hidden_state
-        logits = self.nmt.lm_head(states)
+        logits = self.nmt(
+            encoder_outputs=BaseModelOutput(last_hidden_state=memory.to(self.nmt.dtype)),
+            attention_mask=memory_mask,
+            decoder_input_ids=decoder_input_ids,
+            use_cache=False,
+        ).logits
         return logits, _cross_entropy(logits, labels)
 
     def _ot_term(self, ot_target_ids, ot_target_mask, memory, memory_mask):
-        """OT's x side, the NLLB encoding of the English answer, and its OT distance to the decoder memory when a
-        loss is plugged in (`set_ot_loss`; else None): (states (B, Lx, d_nmt), mask (B, Lx), loss)."""
+        """OT's x side, the English answer through the decoder's own encoder (`memory_encoder`), and its OT distance
+        to the decoder memory when a loss is plugged in (`set_ot_loss`; else None): (states (B, Lx, d_nmt), mask
+        (B, Lx), loss)."""
         if ot_target_mask is None:
             ot_target_mask = torch.ones_like(ot_target_ids)
-        states = self.encode_last(ot_target_ids, ot_target_mask)
+        states = self.encode_last(ot_target_ids, ot_target_mask, self.memory_encoder())
         loss = None
         if self._ot_loss_fn is not None:
             loss = self._ot_loss_fn(states.float(), ot_target_mask, memory.float(), memory_mask)
@@ -612,11 +635,12 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
 
     @torch.no_grad()
     def generate_target(self, memory, memory_mask, tgt_langs: list[str], **nmt_kwargs) -> dict:
-        """Phase 2: the NLLB decoder writes each language from the same memory, all languages in one batch."""
+        """Phase 2: the NMT decoder writes each language from the same memory, all languages in one batch."""
         B, K = memory.shape[0], len(tgt_langs)
-        lang_ids = torch.tensor([self.config.lang_id(lang) for lang in tgt_langs], device=memory.device)
-        prefix = torch.stack([torch.full_like(lang_ids, self.decoder_start_id), lang_ids], dim=1)  # (K, 2)
-        decoder_input_ids = prefix.repeat_interleave(B, dim=0)  # (K*B, 2): `</s> tgt_code`, like forced_bos
+        codes = [self.config.lang_id(lang) for lang in tgt_langs]  # None: a bilingual NMT's implied language
+        prefix = torch.tensor([[self.decoder_start_id] + ([] if code is None else [code]) for code in codes],
+                              device=memory.device)  # (K, 2): `</s> tgt_code`, like forced_bos; (K, 1) implied
+        decoder_input_ids = prefix.repeat_interleave(B, dim=0)
         out = self.nmt.generate(
             encoder_outputs=BaseModelOutput(last_hidden_state=memory.to(self.nmt.dtype).repeat(K, 1, 1)),
             attention_mask=memory_mask.repeat(K, 1),

@@ -39,6 +39,54 @@ def build_tiny_nmt(path: Path, lines_per_lang: int = 150) -> Path:
     return path
 
 
+def _train_spm(texts: list[str], vocab_size: int, folder: Path, name: str) -> int:
+    """A SentencePiece model `<name>.spm` and its Marian vocabulary `<name>.json` ({piece: id}); Marian's special
+    ids (`</s>` 0, `<unk>` 1) and `<pad>` 2 in both sides, so one pad id serves the encoder and the decoder."""
+    import io
+    import json
+
+    import sentencepiece as spm
+
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=proto, vocab_size=vocab_size,
+                                   model_type="unigram", character_coverage=1.0, eos_id=0, unk_id=1, pad_id=2,
+                                   bos_id=-1, num_threads=1, minloglevel=2)
+    (folder / f"{name}.spm").write_bytes(proto.getvalue())
+    sp = spm.SentencePieceProcessor(model_proto=proto.getvalue())
+    vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
+    vocab["<pad>"] = 2
+    (folder / f"{name}.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    return len(vocab)
+
+
+def build_tiny_bilingual_nmt(path: Path, source: str = "spa_Latn", lines: int = 300) -> Path:
+    """A bilingual Marian model (stock `MarianMTModel`) whose source and target vocabularies differ: the source
+    side knows `source` only, the target side English and `source` (as a decoder that writes `source` from an
+    English-reading encoder's space would). No language tokens: the languages are implied."""
+    from transformers import MarianConfig, MarianMTModel, MarianTokenizer
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    src = (FLORES / f"{source}.devtest").read_text(encoding="utf-8").splitlines()[:lines]
+    eng = (FLORES / "eng_Latn.devtest").read_text(encoding="utf-8").splitlines()[:lines]
+    n_src, n_tgt = _train_spm(src, 500, path, "source"), _train_spm(eng + src, 700, path, "target")
+    tokenizer = MarianTokenizer(str(path / "source.spm"), str(path / "target.spm"), str(path / "source.json"),
+                                target_vocab_file=str(path / "target.json"), separate_vocabs=True)
+    config = MarianConfig(
+        vocab_size=n_src, decoder_vocab_size=n_tgt, share_encoder_decoder_embeddings=False, d_model=32,
+        encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+        decoder_ffn_dim=64, max_position_embeddings=256, pad_token_id=2, eos_token_id=0, decoder_start_token_id=2,
+        tie_word_embeddings=False, init_std=0.2,
+    )
+    torch.manual_seed(2)
+    model = MarianMTModel(config)
+    with torch.no_grad():  # a bias the decoder's logits must carry (Marian adds it outside its LM head)
+        model.final_logits_bias.normal_(0, 1.0)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 def build_tiny_llm(path: Path, arch: str = "qwen2") -> Path:
     tokenizer = AutoTokenizer.from_pretrained(QWEN_TOKENIZER)
     shape = dict(

@@ -11,7 +11,7 @@ import shutil
 
 import torch
 from huggingface_hub import ModelCard, ModelCardData
-from transformers import AutoModelForCausalLM, M2M100ForConditionalGeneration
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 from transformers.utils import cached_file
 
 try:  # relative import for the Hub bundle; plain import when the project root is on sys.path
@@ -20,6 +20,7 @@ except ImportError:
     from configuration_xbridge import ENGLISH, XBridgeConfig, nllb_lang_codes
 
 BRIDGE_WEIGHTS_NAME = "model.safetensors"
+HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only")  # where and which revision to load from
 # The remote code of a bridge: every checkpoint carries these files, byte for byte the package's own.
 BUNDLE_FILES = ("configuration_xbridge.py", "modeling_xbridge.py", "processing_xbridge.py", "hub_xbridge.py")
 
@@ -51,12 +52,17 @@ class XBridgeHubMixin:
     def from_bases(cls, nmt_name_or_path, llm_name_or_path, dtype=None, device_map=None, lang_code_to_id=None, **config_overrides):
         """A new bridge from two pretrained checkpoints (Hub ids or folders), bridge weights freshly initialised.
 
-        `lang_code_to_id` defaults to every `xxx_Yyyy` special token of the NLLB tokenizer found next to the
-        NLLB weights.
+        The NMT is any seq2seq checkpoint `AutoModelForSeq2SeqLM` loads (NLLB; a bilingual Marian-style model with
+        `nmt_source_lang=` / `nmt_target_lang=` naming its implied languages; `trust_remote_code=True` for one that
+        brings its own code). `lang_code_to_id` defaults to every `xxx_Yyyy` special token of the NLLB tokenizer
+        found next to the NLLB weights (none for a bilingual NMT).
         """
-        base_kwargs = {k: config_overrides.pop(k) for k in ("revision", "cache_dir", "token", "local_files_only") if k in config_overrides}
-        nmt = M2M100ForConditionalGeneration.from_pretrained(nmt_name_or_path, dtype=dtype, device_map=device_map, **base_kwargs)
+        base_kwargs = {k: config_overrides.pop(k) for k in HUB_KWARGS + ("trust_remote_code",) if k in config_overrides}
+        nmt = AutoModelForSeq2SeqLM.from_pretrained(nmt_name_or_path, dtype=dtype, device_map=device_map, **base_kwargs)
         llm = AutoModelForCausalLM.from_pretrained(llm_name_or_path, dtype=dtype, device_map=device_map, **base_kwargs)
+        base_kwargs.pop("trust_remote_code", None)
+        if config_overrides.get("nmt_target_lang") is not None:
+            lang_code_to_id = lang_code_to_id or {}  # bilingual: no language tokens to look up
         if lang_code_to_id is None:
             lang_code_to_id = nllb_lang_codes(nmt_name_or_path, **base_kwargs)
         config = XBridgeConfig(
@@ -73,14 +79,18 @@ class XBridgeHubMixin:
     def _around_bases(cls, config, nmt, llm):
         # The composite config holds copies of the base configs; give the live models those copies back with
         # the attention backend they were actually loaded with, so both stay on the same backend.
-        for live, copy in ((nmt, config.nmt_config), (llm, config.llm_config)):
+        for key, live in (("nmt_config", nmt), ("llm_config", llm)):
+            copy = getattr(config, key)
+            if type(copy) is not type(live.config):  # a remote-code base's config, read before its class was loaded
+                copy = type(live.config).from_dict(copy.to_dict())
+                setattr(config, key, copy)
             copy._attn_implementation = live.config._attn_implementation
             live.config = copy
         model = cls(config, nmt=nmt, llm=llm)
         bridge_device = llm.get_input_embeddings().weight.device
         model.enc_map.to(bridge_device)
         model.boundary.data = model.boundary.data.to(bridge_device)
-        model.dec_map.to(nmt.model.decoder.embed_tokens.weight.device)
+        model.dec_map.to(nmt.get_output_embeddings().weight.device)
         return model
 
     def save_pretrained(self, save_directory, bridge_only: bool | None = None, **kwargs):
@@ -115,18 +125,18 @@ class XBridgeHubMixin:
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """Bridge-only checkpoints load the bases by name first, then the bridge; full ones load as usual."""
         config = kwargs.pop("config", None)
-        hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only", "subfolder") if k in kwargs}
+        hub_kwargs = {k: kwargs[k] for k in HUB_KWARGS + ("subfolder",) if k in kwargs}
         if not isinstance(config, XBridgeConfig):
             config = XBridgeConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
         if not config.bridge_only:
             return super().from_pretrained(pretrained_model_name_or_path, *args, config=config, **kwargs)
         base_kwargs = {k: v for k, v in hub_kwargs.items() if k not in ("subfolder", "revision")}  # revision: the bridge's
-        base_kwargs.update({k: kwargs[k] for k in ("device_map", "attn_implementation") if k in kwargs})
+        base_kwargs.update({k: kwargs[k] for k in ("device_map", "attn_implementation", "trust_remote_code") if k in kwargs})
         base_kwargs["dtype"] = kwargs.get("dtype", kwargs.get("torch_dtype"))
         for key in ("nmt_name_or_path", "llm_name_or_path"):  # an explicit base wins over the saved reference
             name = kwargs.pop(key, None) or resolve_base(getattr(config, key), pretrained_model_name_or_path, key)
             setattr(config, key, name)
-        nmt = M2M100ForConditionalGeneration.from_pretrained(config.nmt_name_or_path, **base_kwargs)
+        nmt = AutoModelForSeq2SeqLM.from_pretrained(config.nmt_name_or_path, **base_kwargs)
         llm = AutoModelForCausalLM.from_pretrained(config.llm_name_or_path, **base_kwargs)
         check_bases_match(config, nmt.config, llm.config)
         model = cls._around_bases(config, nmt, llm)

@@ -9,9 +9,9 @@ import warnings
 from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 
 try:  # relative import for the Hub bundle; plain import when the project root is on sys.path
-    from .configuration_xbridge import ENGLISH, nllb_lang_codes, unknown_lang_error
+    from .configuration_xbridge import ENGLISH, check_implied_lang, nllb_lang_codes, unknown_lang_error
 except ImportError:
-    from configuration_xbridge import ENGLISH, nllb_lang_codes, unknown_lang_error
+    from configuration_xbridge import ENGLISH, check_implied_lang, nllb_lang_codes, unknown_lang_error
 
 ALPACA_TEMPLATE = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
@@ -35,13 +35,20 @@ def chat_prompt(tokenizer, text: str | None, instruction: str | None) -> str:
 class XBridgeProcessor(ProcessorMixin):
     r"""
     Args:
-        nmt_tokenizer: the NLLB tokenizer (`NllbTokenizer`), source text and decoder targets.
+        nmt_tokenizer: the NMT's tokenizer, source text and decoder targets: NLLB's (`NllbTokenizer`, a language
+            code leads each side), or a bilingual one whose source and target vocabularies may differ
+            (`MarianTokenizer` with `separate_vocabs`; `text_target=` tokenises with the target side).
         llm_tokenizer: the LLM tokenizer, prompt and English answer.
         prompt_template (`str`): plain template with `{query}`, used when the LLM tokenizer has no chat template
             or `use_chat_template=False`.
         use_chat_template (`bool`): wrap the query with the LLM's chat template when it has one.
         source_in_prompt (`bool`): also put the raw source text in the LLM prompt (the paper's stages 2-3 do).
         max_source_length, max_answer_length, max_target_length (`int`): truncation limits, in tokens.
+        nmt_source_lang, nmt_target_lang (`str`): a bilingual NMT's implied languages (as in `XBridgeConfig`): no
+            language token is added, and any other `src_lang` / `tgt_lang` is an error naming the one it takes.
+        ot_vocabulary (`str`): which side of the NMT tokenizer encodes the English answers for the OT term:
+            "source" (NLLB: one vocabulary) or "target" (an NMT composed from two directions, whose decoder's own
+            encoder, the OT reference, reads its target vocabulary).
     """
 
     def __init__(
@@ -54,6 +61,9 @@ class XBridgeProcessor(ProcessorMixin):
         max_source_length: int = 512,
         max_answer_length: int = 512,
         max_target_length: int = 512,
+        nmt_source_lang: str | None = None,
+        nmt_target_lang: str | None = None,
+        ot_vocabulary: str = "source",
     ):
         # Extra settings are plain attributes set before ProcessorMixin.__init__, which accepts only the
         # sub-components; they round-trip through processor_config.json because they are __init__ parameters.
@@ -63,6 +73,9 @@ class XBridgeProcessor(ProcessorMixin):
         self.max_source_length = int(max_source_length)
         self.max_answer_length = int(max_answer_length)
         self.max_target_length = int(max_target_length)
+        if ot_vocabulary not in ("source", "target"):
+            raise ValueError(f"ot_vocabulary={ot_vocabulary!r} is not one of 'source', 'target'")
+        self.nmt_source_lang, self.nmt_target_lang, self.ot_vocabulary = nmt_source_lang, nmt_target_lang, ot_vocabulary
         super().__init__(nmt_tokenizer, llm_tokenizer)
         if self.llm_tokenizer.pad_token_id is None:
             self.llm_tokenizer.pad_token = self.llm_tokenizer.eos_token
@@ -76,12 +89,14 @@ class XBridgeProcessor(ProcessorMixin):
 
     @property
     def lang_codes(self) -> list[str]:
-        """Every NLLB language code this tokenizer knows (`eng_Latn`, `swh_Latn`, ...)."""
-        return list(nllb_lang_codes(self.nmt_tokenizer))
+        """Every NLLB language code this tokenizer knows (`eng_Latn`, `swh_Latn`, ...); a bilingual NMT's source."""
+        return [self.nmt_source_lang] if self.nmt_source_lang else list(nllb_lang_codes(self.nmt_tokenizer))
 
     def check_lang(self, code: str, kind: str) -> str:
-        # NllbTokenizer maps an unknown code silently to <unk>: validate explicitly.
-        if code not in self.lang_codes:
+        implied = self.nmt_target_lang if kind == "tgt_lang" else self.nmt_source_lang
+        if implied is not None:
+            check_implied_lang(kind, code, implied)
+        elif code not in self.lang_codes:  # NllbTokenizer maps an unknown code silently to <unk>: validate explicitly
             raise unknown_lang_error(kind, code, self.lang_codes)
         return code
 
@@ -92,16 +107,27 @@ class XBridgeProcessor(ProcessorMixin):
         return self.prompt_template.format(query=prompt_query(text, instruction))
 
     def _nmt_ids(self, texts, lang, limit, what, target=False):
-        """NLLB ids `[lang_code, ..., </s>]`, truncated to `limit` with a warning that says how much."""
-        self.check_lang(lang, "tgt_lang" if target else "src_lang")
+        """NMT ids, truncated to `limit` with a warning that says how much: NLLB's `[lang_code, ..., </s>]`; a
+        bilingual NMT's `[..., </s>]` (`lang` None: no language check, the English of the OT term)."""
+        if lang is not None:
+            self.check_lang(lang, "tgt_lang" if target else "src_lang")
         tok = self.nmt_tokenizer
+        with_code = lang is not None and (self.nmt_target_lang if target else self.nmt_source_lang) is None  # NLLB
         if target:
-            tok.tgt_lang = lang
+            if with_code:
+                tok.tgt_lang = lang
             ids = tok(text_target=list(texts), add_special_tokens=True)["input_ids"]
         else:
-            tok.src_lang = lang
+            if with_code:
+                tok.src_lang = lang
             ids = tok(list(texts), add_special_tokens=True)["input_ids"]
         return self._truncate(ids, limit, what, keep_last=True)
+
+    def _ot_ids(self, answers):
+        """The English answers as the OT reference encoder reads them (`ot_vocabulary`)."""
+        if self.nmt_source_lang is None and self.nmt_target_lang is None:
+            return self._nmt_ids(answers, ENGLISH, self.max_answer_length, "English answers (OT)")  # NLLB
+        return self._nmt_ids(answers, None, self.max_answer_length, "English answers (OT)", self.ot_vocabulary == "target")
 
     @staticmethod
     def _truncate(ids, limit, what, keep_last):
@@ -150,7 +176,7 @@ class XBridgeProcessor(ProcessorMixin):
         if not texts:
             raise ValueError("empty batch: `texts` must hold at least one string")
         if src_lang is None:
-            raise ValueError(f"src_lang is required, one of the NLLB codes, e.g. {self.lang_codes[:5]}")
+            raise ValueError(f"src_lang is required, one of the NMT's codes, e.g. {self.lang_codes[:5]}")
         data = {}
         ids = self._nmt_ids(texts, src_lang, self.max_source_length, "source texts")
         data["input_ids"], data["attention_mask"] = self._pad(ids, self.nmt_tokenizer.pad_token_id)
@@ -171,7 +197,7 @@ class XBridgeProcessor(ProcessorMixin):
             answer_ids = self._truncate(answer_ids, self.max_answer_length, "answers", keep_last=True)
             data["answer_ids"], data["answer_attention_mask"] = self._pad(answer_ids, llm.pad_token_id)
             if ot_targets:
-                ot_ids = self._nmt_ids(answers, ENGLISH, self.max_answer_length, "English answers (OT)")
+                ot_ids = self._ot_ids(answers)
                 data["ot_target_ids"], data["ot_target_attention_mask"] = self._pad(ot_ids, self.nmt_tokenizer.pad_token_id)
         if targets is not None:
             targets = [targets] if isinstance(targets, str) else list(targets)
