@@ -206,23 +206,9 @@ def write(path: str | os.PathLike, items: list[Item] | dict[str, Item]) -> Path:
     return path
 
 
-def quantize_intgemm8(w: np.ndarray) -> tuple[np.ndarray, float]:
-    """int8 values and multiplier the way Marian's intgemm8 conversion does it: multiplier = 127 / max|w|."""
-    w = np.asarray(w, dtype=np.float32)
-    multiplier = float(np.float32(127.0) / np.float32(max(float(np.abs(w).max()), 1e-12)))
-    q = np.clip(np.rint(w * np.float32(multiplier)), -127, 127).astype(np.int8)
-    return q, multiplier
-
-
 def float_item(name: str, values: np.ndarray) -> Item:
     values = np.asarray(values, dtype=np.float32)
     return Item(name, FLOAT32, tuple(values.shape), values)
-
-
-def intgemm8_item(name: str, stored: np.ndarray, shape: tuple[int, ...]) -> Item:
-    """An intgemm8 item whose bytes are `stored` (already in the order the model expects), header `shape`."""
-    q, multiplier = quantize_intgemm8(stored)
-    return Item(name, INTGEMM8, tuple(shape), q.reshape(-1), multiplier)
 
 
 def text_item(name: str, text: str) -> Item:

