@@ -15,14 +15,13 @@ GGUF-loaded model's (max |diff| <= 1e-5); the greedy answer to that prompt and b
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from .files import atomic_dir, sha256_file
 
 DTYPES = ("float32", "bfloat16")
 CHECK_PROMPT = "What is the capital of France? Answer in one sentence."
@@ -31,14 +30,6 @@ LOGITS_TOLERANCE = 1e-5
 
 class ConversionError(ValueError):
     pass
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def gguf_metadata(path: Path) -> dict:
@@ -169,9 +160,7 @@ def convert(gguf: str | Path, out: str | Path, dtype: str = "float32", name: str
     if model.generation_config is None or model.generation_config.eos_token_id is None:
         model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
                                                    pad_token_id=tok.pad_token_id)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         del model
@@ -196,13 +185,6 @@ def convert(gguf: str | Path, out: str | Path, dtype: str = "float32", name: str
                                                   gguf.name, gguf_sha, check), encoding="utf-8")
         (tmp / "provenance.json").write_text(json.dumps({**provenance, "licence": licence, "dtype": dtype,
                                                          "check": check}, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log(f"{out.name}: logits max |diff| {diff:.1e}; load {gguf_seconds:.1f} s (GGUF) -> {converted_seconds:.1f} s; "
         f"answer: {answer!r}")
     return out

@@ -12,18 +12,16 @@ the int8 model's values, not the original float32 training checkpoint.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import re
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from . import marian_bin
+from .files import atomic_dir, sha256_file
 
 # Marian options this converter implements, with the value it implements (anything else: a clear error)
 REQUIRED_OPTIONS = {
@@ -55,14 +53,6 @@ MODEL_CARD_LICENSE_NOTE = (
 
 class ConversionError(ValueError):
     pass
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def find_model_files(model: Path, vocab: Path | None) -> tuple[Path, Path]:
@@ -289,7 +279,10 @@ def convert(model: str | Path, out: str | Path, vocab: str | Path | None = None,
     import torch
 
     from .marian_ssru.configuration_marian_ssru import MarianSSRUConfig
-    from .marian_ssru.modeling_marian_ssru import PAD_LOGIT_BIAS, MarianSSRUForConditionalGeneration
+    from .marian_ssru.modeling_marian_ssru import (
+        PAD_LOGIT_BIAS,
+        MarianSSRUForConditionalGeneration,
+    )
 
     if dtype not in ("float32", "bfloat16"):
         raise ConversionError(f"dtype={dtype!r}; valid: float32, bfloat16")
@@ -324,9 +317,7 @@ def convert(model: str | Path, out: str | Path, vocab: str | Path | None = None,
     card = model_card(name, opts, {**cfg, "pad_logit_bias": PAD_LOGIT_BIAS}, files, provenance,
                       (source_lang, target_lang))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    with atomic_dir(out) as tmp:
         # library save paths: register_for_auto_class makes save_pretrained copy the remote code + write auto_map
         type(net.config).register_for_auto_class()
         type(net).register_for_auto_class("AutoModelForSeq2SeqLM")
@@ -338,12 +329,6 @@ def convert(model: str | Path, out: str | Path, vocab: str | Path | None = None,
         (tmp / "provenance.json").write_text(json.dumps({**provenance, "files": files, "dtype": dtype,
                                                          "marian_version": str(opts.get("version", "")).strip()},
                                                         indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

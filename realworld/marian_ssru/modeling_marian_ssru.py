@@ -211,21 +211,39 @@ class MarianSSRUDecoder(MarianSSRUPreTrainedModel):
         return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states, cache=cache)
 
 
+def _marian_encoder(config: MarianSSRUConfig, embed_tokens: nn.Embedding) -> MarianEncoder:
+    """The stock encoder, built from this config (it reads the MarianConfig field names we share), with Marian's
+    sinusoid table and layer-norm epsilon, reading `embed_tokens`."""
+    encoder = MarianEncoder(config)
+    with torch.no_grad():  # MarianEncoder initialises transformers' own table, not Marian's
+        encoder.embed_positions.weight.copy_(marian_sinusoids(*encoder.embed_positions.weight.shape))
+    for module in encoder.modules():
+        if isinstance(module, nn.LayerNorm):
+            module.eps = config.layer_norm_eps  # Marian's epsilon, not PyTorch's default
+    encoder.embed_tokens = embed_tokens
+    return encoder
+
+
 class MarianSSRUModel(MarianSSRUPreTrainedModel):
-    _tied_weights_keys = {"encoder.embed_tokens.weight": "shared.weight", "decoder.embed_tokens.weight": "shared.weight"}
+    """Encoder + SSRU decoder. `config.share_encoder_decoder_embeddings=False` (an NMT composed from two directions):
+    `shared` is the encoder's (source) embedding, the decoder has its own target embedding; `config.memory_encoder`
+    adds `memory_encoder`, an encoder in the target vocabulary (the one the decoder was trained to read)."""
 
     def __init__(self, config: MarianSSRUConfig):
         super().__init__(config)
         self.shared = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
-        # the stock encoder, built from this config (it reads the MarianConfig field names we share)
-        self.encoder = MarianEncoder(config)
-        with torch.no_grad():  # MarianEncoder initialises transformers' own table, not Marian's
-            self.encoder.embed_positions.weight.copy_(marian_sinusoids(*self.encoder.embed_positions.weight.shape))
-        for module in self.encoder.modules():
-            if isinstance(module, nn.LayerNorm):
-                module.eps = config.layer_norm_eps  # Marian's epsilon, not PyTorch's default
-        self.encoder.embed_tokens = self.shared
-        self.decoder = MarianSSRUDecoder(config, self.shared)
+        self.encoder = _marian_encoder(config, self.shared)
+        self._tied_weights_keys = {"encoder.embed_tokens.weight": "shared.weight"}
+        if config.share_encoder_decoder_embeddings:
+            self.decoder = MarianSSRUDecoder(config, self.shared)
+            self._tied_weights_keys["decoder.embed_tokens.weight"] = "shared.weight"
+        else:
+            target = nn.Embedding(config.decoder_vocab_size, config.d_model, config.pad_token_id)
+            self.decoder = MarianSSRUDecoder(config, target)
+        if config.memory_encoder:
+            self.memory_encoder = _marian_encoder(config, self.decoder.embed_tokens)
+            self._tied_weights_keys["memory_encoder.embed_tokens.weight"] = (
+                "shared.weight" if config.share_encoder_decoder_embeddings else "decoder.embed_tokens.weight")
         self.post_init()
 
     def get_input_embeddings(self):
@@ -234,10 +252,15 @@ class MarianSSRUModel(MarianSSRUPreTrainedModel):
     def set_input_embeddings(self, value):
         self.shared = value
         self.encoder.embed_tokens = value
-        self.decoder.embed_tokens = value
+        if self.config.share_encoder_decoder_embeddings:
+            self.decoder.embed_tokens = value
 
     def get_encoder(self, *args, **kwargs):
         return self.encoder
+
+    def get_memory_encoder(self):
+        """The encoder whose states the decoder was trained to read (`memory_encoder` if the model has one)."""
+        return getattr(self, "memory_encoder", self.encoder)
 
     def get_decoder(self):
         return self.decoder
@@ -262,17 +285,16 @@ class MarianSSRUModel(MarianSSRUPreTrainedModel):
 
 
 class MarianSSRUForConditionalGeneration(MarianSSRUPreTrainedModel, GenerationMixin):
-    _tied_weights_keys = {
-        "lm_head.weight": "model.shared.weight",
-        "model.encoder.embed_tokens.weight": "model.shared.weight",
-        "model.decoder.embed_tokens.weight": "model.shared.weight",
-    }
-
     def __init__(self, config: MarianSSRUConfig):
         super().__init__(config)
         self.model = MarianSSRUModel(config)
-        # weight tied to the embeddings; the bias is Marian's output bias (`decoder_ff_logit_out_b`)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=True)
+        # weight tied to the (target) embeddings; the bias is Marian's output bias (`decoder_ff_logit_out_b`)
+        self.lm_head = nn.Linear(config.d_model, config.decoder_vocab_size, bias=True)
+        self._tied_weights_keys = {
+            "lm_head.weight": "model.decoder.embed_tokens.weight" if not config.share_encoder_decoder_embeddings
+            else "model.shared.weight",
+            **{f"model.{k}": f"model.{v}" for k, v in self.model._tied_weights_keys.items()},
+        }
         self.post_init()
 
     def get_input_embeddings(self):
@@ -286,6 +308,11 @@ class MarianSSRUForConditionalGeneration(MarianSSRUPreTrainedModel, GenerationMi
 
     def get_encoder(self, *args, **kwargs):
         return self.model.encoder
+
+    def get_memory_encoder(self):
+        """The encoder whose states the decoder was trained to read: in an NMT composed from two directions, the
+        decoder's own direction's encoder (target vocabulary); otherwise `get_encoder()`."""
+        return self.model.get_memory_encoder()
 
     def get_decoder(self):
         return self.model.decoder
