@@ -3,6 +3,8 @@ and the loaders the rest of the project uses.
 
     from realworld import bases
     tok, nmt = bases.load_nmt("pten")                  # the pt->en student (encoder reads Portuguese)
+    tok, nmt = bases.load_nmt("bridge")                # the bridge's NMT: pten's encoder, enpt's decoder + memory encoder
+    path = bases.ensure_converted(bases.BRIDGE_NMT)     # its folder, for XBridgeForConditionalGeneration.from_bases
     tok, llm = bases.load_llm("smollm2-135m-instruct")
     path = bases.ensure_converted("firefox-enpt-tiny")  # a folder for from_pretrained(..., trust_remote_code=True)
 
@@ -18,22 +20,28 @@ import os
 from pathlib import Path
 
 from . import fetch
+from .compose_marian import CompositionError as _CompositionError
 from .convert_gguf import ConversionError as _GGUFError
 from .convert_marian import ConversionError as _MarianError
 
-ConversionError = (_MarianError, _GGUFError)  # what `convert_fetched` may raise besides FetchError
+ConversionError = (_MarianError, _GGUFError, _CompositionError)  # what `convert_fetched` may raise besides FetchError
 
 # artifact -> {converted name: what to convert}; converted folders are <cache>/converted/<name>/
 CONVERTED = {
-    "nmt": {"firefox-enpt-tiny": "enpt", "firefox-pten-tiny": "pten"},
+    "nmt": {"firefox-enpt-tiny": "enpt", "firefox-pten-tiny": "pten", "firefox-pt-bridge-nmt": "bridge"},
     "smollm2": {"smollm2-135m-instruct": "gguf"},
     "qwen-coder": {"qwen2.5-coder-0.5b-instruct": "gguf"},
     "gemma": {"gemma-3-270m": "gguf"},
 }
 MARIAN_LANGS = {"enpt": ("en", "pt"), "pten": ("pt", "en")}
 NMT_NAMES = {"pten": "firefox-pten-tiny", "enpt": "firefox-enpt-tiny"}  # direction -> converted name
+BRIDGE_NMT = "firefox-pt-bridge-nmt"
+# composed NMTs (realworld.compose_marian): name -> (the x->en model: its encoder, the en->x model: its decoder,
+# lm_head and, as the memory encoder, its encoder); converted after the two (same artifact, listed after them)
+COMPOSED = {BRIDGE_NMT: ("firefox-pten-tiny", "firefox-enpt-tiny")}
+NMT_NAMES["bridge"] = BRIDGE_NMT
 _HERE = Path(__file__).resolve().parent
-_CODE = {"nmt": ["convert_marian.py", "marian_bin.py", "marian_ssru/configuration_marian_ssru.py",
+_CODE = {"nmt": ["convert_marian.py", "compose_marian.py", "marian_bin.py", "marian_ssru/configuration_marian_ssru.py",
                  "marian_ssru/modeling_marian_ssru.py"], "gguf": ["convert_gguf.py"]}
 
 
@@ -80,7 +88,7 @@ def _provenance(art: fetch.Artifact, name: str) -> dict:
 def convert_fetched(what=None, cache=None, dtype: str = "float32", force: bool = False, log=print) -> dict[str, Path]:
     """Convert the fetched artifacts `what` (default: every artifact that is fetched) into <cache>/converted/.
     Folders converted by the current code are kept unless `force`."""
-    from . import convert_gguf, convert_marian
+    from . import compose_marian, convert_gguf, convert_marian
 
     cache = fetch.cache_dir(cache)
     done = fetch.status(cache)
@@ -101,8 +109,14 @@ def convert_fetched(what=None, cache=None, dtype: str = "float32", force: bool =
             if is_converted(name, cache) and not force:
                 log(f"{name}: already converted in {dest}")
                 continue
-            log(f"{name}: converting {where[part]} ...")
-            if key == "nmt":
+            log(f"{name}: {'composing ' + ' + '.join(COMPOSED[name]) if name in COMPOSED else 'converting ' + str(where[part])} ...")
+            if name in COMPOSED:
+                encoder, decoder = (converted_dir(n, cache) for n in COMPOSED[name])
+                if not all(is_converted(n, cache) for n in COMPOSED[name]):
+                    raise fetch.FetchError(f"{name} is composed from {COMPOSED[name]}: convert those first")
+                compose_marian.compose(encoder, decoder, dest, name=name, force=True,
+                                       provenance={**_provenance(art, name), "composed from": ", ".join(COMPOSED[name])})
+            elif key == "nmt":
                 src, tgt = MARIAN_LANGS[part]
                 convert_marian.convert(where[part], dest, dtype=dtype, provenance=_provenance(art, name), name=name,
                                        source_lang=src, target_lang=tgt, force=True)
@@ -128,7 +142,9 @@ def ensure_converted(name: str, cache=None, log=lambda *_: None) -> Path:
 
 def load_nmt(direction: str, cache=None, **kwargs):
     """(tokenizer, model) of the Firefox student `direction` ("pten": Portuguese -> English, "enpt": English ->
-    Portuguese): a `MarianSSRUForConditionalGeneration` (remote code), eval mode; kwargs go to from_pretrained."""
+    Portuguese) or of the bridge's composed NMT ("bridge": reads and writes Portuguese, a `MarianTokenizer` with
+    the two vocabularies): a `MarianSSRUForConditionalGeneration` (remote code), eval mode; kwargs go to
+    from_pretrained."""
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     if direction not in NMT_NAMES:
