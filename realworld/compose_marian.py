@@ -18,15 +18,14 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-from .files import atomic_dir, sha256_file
+from .files import atomic_dir, report, sha256_file
 
 # encoder fields that must agree between the two directions (the memory encoder is built from the same config)
 ENCODER_FIELDS = ("d_model", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim", "activation_function",
-                  "layer_norm_eps", "scale_embedding", "max_position_embeddings", "pad_token_id", "eos_token_id")
+                  "layer_norm_eps", "scale_embedding", "max_position_embeddings")
 CHECK_SOURCE = "O pássaro está à janela; é óbvio que ninguém o viu."  # a probe sentence (accents)
 CHECK_ENGLISH = "Nobody saw the bird at the window."
 
@@ -200,6 +199,11 @@ def compose(encoder: str | Path, decoder: str | Path, out: str | Path, name: str
     if bad:
         raise CompositionError(f"{encoder} and {decoder} differ in {bad} (encoder, decoder): the memory encoder and "
                                "the source encoder must have one shape")
+    for f in ("pad_token_id", "eos_token_id"):
+        if getattr(enc.config, f) != getattr(dec.config, f):
+            raise CompositionError(f"{encoder} has {f}={getattr(enc.config, f)}, {decoder} {getattr(dec.config, f)}: a "
+                                   "composed model has one id for it (the converter's <pad> is the vocabulary size: "
+                                   "the two vocabularies must be the same size)")
     if enc.config.target_lang and dec.config.source_lang and enc.config.target_lang != dec.config.source_lang:
         raise CompositionError(f"{encoder} translates into {enc.config.target_lang!r} but {decoder} reads "
                                f"{dec.config.source_lang!r}: they do not meet in one pivot language")
@@ -247,13 +251,7 @@ def main(argv=None) -> int:
     p.add_argument("--name", help="model name for the card (default: the output folder's name)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     a = p.parse_args(argv)
-    try:
-        path = compose(a.encoder, a.decoder, a.out, name=a.name, force=a.force)
-    except CompositionError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
+    return report(lambda: compose(a.encoder, a.decoder, a.out, name=a.name, force=a.force), CompositionError)
 
 
 if __name__ == "__main__":

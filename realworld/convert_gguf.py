@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
-from .files import atomic_dir, sha256_file
+from .files import atomic_dir, report, sha256_file
 
 DTYPES = ("float32", "bfloat16")
 CHECK_PROMPT = "What is the capital of France? Answer in one sentence."
@@ -200,13 +199,8 @@ def main(argv=None) -> int:
     p.add_argument("--license", default="see the upstream model's licence", help="licence text for the model card")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     a = p.parse_args(argv)
-    try:
-        path = convert(a.gguf, a.out, dtype=a.dtype, name=a.name, licence=a.license, force=a.force)
-    except ConversionError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
+    return report(lambda: convert(a.gguf, a.out, dtype=a.dtype, name=a.name, licence=a.license, force=a.force),
+                  ConversionError)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ import argparse
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from . import marian_bin
-from .files import atomic_dir, sha256_file
+from .files import atomic_dir, report, sha256_file
 
 # Marian options this converter implements, with the value it implements (anything else: a clear error)
 REQUIRED_OPTIONS = {
@@ -154,25 +153,28 @@ def build_state_dict(items: dict, opts: dict, path: Path, pad_logit_bias: float)
         sd[f"{dst}.weight"] = vector(take(f"{prefix}_ln_scale"))
         sd[f"{dst}.bias"] = vector(take(f"{prefix}_ln_bias"))
 
-    for i in range(int(opts["enc-depth"])):
-        src, dst = f"encoder_l{i + 1}", f"model.encoder.layers.{i}"
+    def attention(dst, src):  # Marian's q, k, v, o projections, then the add & norm after the output projection
         for m, hf in (("q", "q_proj"), ("k", "k_proj"), ("v", "v_proj"), ("o", "out_proj")):
-            linear(f"{dst}.self_attn.{hf}", f"{src}_self_W{m}", f"{src}_self_b{m}")
-        norm(f"{dst}.self_attn_layer_norm", f"{src}_self_Wo")
+            linear(f"{dst}.{hf}", f"{src}_W{m}", f"{src}_b{m}")
+
+    def ffn(dst, src):
         linear(f"{dst}.fc1", f"{src}_ffn_W1", f"{src}_ffn_b1")
         linear(f"{dst}.fc2", f"{src}_ffn_W2", f"{src}_ffn_b2")
         norm(f"{dst}.final_layer_norm", f"{src}_ffn_ffn")
+
+    for i in range(int(opts["enc-depth"])):
+        src, dst = f"encoder_l{i + 1}", f"model.encoder.layers.{i}"
+        attention(f"{dst}.self_attn", f"{src}_self")
+        norm(f"{dst}.self_attn_layer_norm", f"{src}_self_Wo")
+        ffn(dst, src)
     for i in range(int(opts["dec-depth"])):
         src, dst = f"decoder_l{i + 1}", f"model.decoder.layers.{i}"
         linear(f"{dst}.rnn.W", f"{src}_rnn_W")
         linear(f"{dst}.rnn.Wf", f"{src}_rnn_Wf", f"{src}_rnn_bf")
         norm(f"{dst}.rnn_layer_norm", f"{src}_rnn_ffn")
-        for m, hf in (("q", "q_proj"), ("k", "k_proj"), ("v", "v_proj"), ("o", "out_proj")):
-            linear(f"{dst}.encoder_attn.{hf}", f"{src}_context_W{m}", f"{src}_context_b{m}")
+        attention(f"{dst}.encoder_attn", f"{src}_context")
         norm(f"{dst}.encoder_attn_layer_norm", f"{src}_context_Wo")
-        linear(f"{dst}.fc1", f"{src}_ffn_W1", f"{src}_ffn_b1")
-        linear(f"{dst}.fc2", f"{src}_ffn_W2", f"{src}_ffn_b2")
-        norm(f"{dst}.final_layer_norm", f"{src}_ffn_ffn")
+        ffn(dst, src)
 
     leftover = sorted(n for n in items if n not in used and n != "special:model.yml"
                       and not n.endswith(UNUSED_SUFFIXES))
@@ -342,14 +344,9 @@ def main(argv=None) -> int:
     p.add_argument("--source-lang"), p.add_argument("--target-lang")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     a = p.parse_args(argv)
-    try:
-        path = convert(a.model, a.out, vocab=a.vocab, dtype=a.dtype, source_lang=a.source_lang,
-                       target_lang=a.target_lang, force=a.force)
-    except (ConversionError, marian_bin.MarianFormatError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
+    return report(lambda: convert(a.model, a.out, vocab=a.vocab, dtype=a.dtype, source_lang=a.source_lang,
+                                  target_lang=a.target_lang, force=a.force),
+                  (ConversionError, marian_bin.MarianFormatError))
 
 
 if __name__ == "__main__":

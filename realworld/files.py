@@ -1,6 +1,6 @@
-"""File helpers shared by the fetcher and the converters: SHA-256 of a file, and folders / files written atomically
-(written under a temporary name beside the destination, then renamed into place: an interrupted run leaves nothing
-half-written under the real name)."""
+"""Helpers shared by the fetcher and the converters: SHA-256 of a file, folders / files written atomically (written
+under a temporary name beside the destination, then renamed into place: an interrupted run leaves nothing
+half-written under the real name), and the converters' command-line ending."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -53,3 +54,15 @@ def atomic_file(path: str | os.PathLike):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def report(make, errors) -> int:
+    """A converter's `main` ending: run `make()`, print the folder it returns (exit status 0) or `error: ...` on
+    stderr for one of the expected `errors` (exit status 2)."""
+    try:
+        path = make()
+    except errors as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0

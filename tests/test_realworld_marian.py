@@ -79,10 +79,10 @@ def intgemm8(w: np.ndarray, stale: bytes = b"") -> tuple[bytes, np.ndarray]:
     return _padded(q.tobytes() + struct.pack("<f", mult), stale), (q.astype(np.float32) / mult).astype(np.float32)
 
 
-def tiny_vocab(path: Path, size: int = 120) -> int:
+def tiny_vocab(path: Path, size: int = 120, lang: str = "eng_Latn") -> int:
     import sentencepiece as spm
 
-    lines = (ROOT / "data" / "flores200_devtest" / "eng_Latn.devtest").read_text(encoding="utf-8").splitlines()[:300]
+    lines = (ROOT / "data" / "flores200_devtest" / f"{lang}.devtest").read_text(encoding="utf-8").splitlines()[:300]
     buf = io.BytesIO()
     spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=buf, vocab_size=size, eos_id=0,
                                    unk_id=1, bos_id=-1, pad_id=-1, model_type="unigram", character_coverage=0.98,
@@ -460,3 +460,67 @@ def test_shortlist_reader_and_mask(tmp_path):
     path.write_bytes(b"\0" * 64)
     with pytest.raises(ValueError, match=r"lex\.s2t\.bin: not a Marian binary shortlist"):
         verify.Shortlist(path)
+
+
+def test_compose_takes_the_encoder_from_one_direction_and_the_decoder_from_the_other(tiny):
+    """realworld.compose_marian on two tiny students (xx->en: seed 1, its own vocabulary; en->xx: the fixture): separate vocabularies, every part from the right model, the memory encoder, save/load, errors."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from realworld import compose_marian
+
+    root = tiny["root"]
+    folder = root / "xxen"
+    folder.mkdir(exist_ok=True)
+    vocab = tiny_vocab(folder / "vocab.xxen.spm", lang="por_Latn")
+    tiny_model(folder / "model.xxen.intgemm.alphas.bin", vocab, seed=1)
+    xxen = convert_marian.convert(folder, root / "converted-xxen", force=True)
+    out = compose_marian.compose(xxen, tiny["out"], root / "composed", force=True)
+    tok = AutoTokenizer.from_pretrained(out, trust_remote_code=True)
+    nmt = AutoModelForSeq2SeqLM.from_pretrained(out, trust_remote_code=True).eval()
+    enc_tok = AutoTokenizer.from_pretrained(xxen, trust_remote_code=True)
+    enc = AutoModelForSeq2SeqLM.from_pretrained(xxen, trust_remote_code=True).eval()
+    dec, dec_tok = tiny["model"], tiny["tok"]
+    assert (nmt.config.vocab_size, nmt.config.decoder_vocab_size, nmt.config.share_encoder_decoder_embeddings) == (
+        121, 121, False)
+    assert (nmt.config.source_lang, nmt.config.target_lang) == ("xx", "xx")
+    assert nmt.get_output_embeddings().weight is nmt.get_decoder().embed_tokens.weight
+    assert nmt.get_memory_encoder().embed_tokens.weight is nmt.get_decoder().embed_tokens.weight
+    assert dec.get_memory_encoder() is dec.get_encoder()  # one-direction students: the encoder itself
+    texts = ["The cat sleeps in the house.", "Tomorrow we go to the market."]
+    assert tok(texts)["input_ids"] == enc_tok(texts)["input_ids"]
+    assert tok(text_target=texts)["input_ids"] == dec_tok(texts)["input_ids"] != tok(texts)["input_ids"]
+    with torch.no_grad():
+        src = tok(texts, return_tensors="pt", padding=True)
+        torch.testing.assert_close(nmt.get_encoder()(**src).last_hidden_state, enc.get_encoder()(**src).last_hidden_state)
+        tgt = tok(text_target=texts, return_tensors="pt", padding=True)
+        memory = dec.get_encoder()(**tgt).last_hidden_state
+        torch.testing.assert_close(nmt.get_memory_encoder()(**tgt).last_hidden_state, memory)
+        kw = dict(encoder_outputs=(memory,), attention_mask=tgt["attention_mask"], labels=tgt["input_ids"])
+        torch.testing.assert_close(nmt(**kw).logits, dec(**kw).logits)
+    assert json.loads((out / "provenance.json").read_text())["check"] == {
+        "encoder": 0.0, "memory_encoder": 0.0, "decoder_logits": 0.0}
+    assert "memory encoder" in (out / "README.md").read_text()
+    nmt.save_pretrained(root / "resaved")  # the tied target embeddings survive a save/load
+    again = AutoModelForSeq2SeqLM.from_pretrained(root / "resaved", trust_remote_code=True).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(**kw).logits, dec(**kw).logits)
+    with pytest.raises(compose_marian.CompositionError, match="exists; pass --force"):
+        compose_marian.compose(xxen, tiny["out"], out)
+    small = root / "small"
+    small.mkdir(exist_ok=True)
+    tiny_model(small / "model.xxen.intgemm.alphas.bin", tiny_vocab(small / "vocab.xxen.spm", size=110), seed=2)
+    with pytest.raises(compose_marian.CompositionError, match=r"pad_token_id=110.*120.*same size"):
+        compose_marian.compose(convert_marian.convert(small, root / "converted-small", force=True), tiny["out"],
+                               root / "nope")
+    with pytest.raises(compose_marian.CompositionError, match="do not meet in one pivot language"):
+        compose_marian.compose(tiny["out"], tiny["out"], root / "nope")
+    with pytest.raises(compose_marian.CompositionError, match="already a composed model"):
+        compose_marian.compose(out, tiny["out"], root / "nope")
+    with pytest.raises(compose_marian.CompositionError, match=r"resaved-not: not a converted checkpoint folder"):
+        compose_marian.compose(root / "resaved-not", tiny["out"], root / "nope")
+    assert compose_marian.main(["--encoder", str(root / "resaved-not"), "--decoder", str(tiny["out"]),
+                                "--out", str(root / "nope")]) == 2
+    with pytest.raises(SystemExit) as done:
+        compose_marian.main(["--help"])
+    assert done.value.code == 0
