@@ -187,6 +187,13 @@ class XBridgeConfig(PreTrainedConfig):
     def llm_hidden_size(self) -> int:
         return self.llm_config.hidden_size
 
+    @property
+    def lang_codes(self) -> list[str]:
+        """The language codes this bridge's NMT takes: NLLB's from `lang_code_to_id`, a bilingual NMT's implied ones."""
+        if self.nmt_target_lang is not None or self.nmt_source_lang is not None:
+            return sorted({code for code in (self.nmt_source_lang, self.nmt_target_lang) if code})
+        return list(self.lang_code_to_id)
+
     def lang_id(self, code: str, kind: str = "tgt_lang") -> int | None:
         """NMT token id of an NLLB language code (None: the bilingual NMT's implied language); a ValueError naming
         the bad code and the valid ones."""

@@ -83,7 +83,7 @@ class XBridgeProcessor(ProcessorMixin):
     @classmethod
     def from_bases(cls, nmt_name_or_path, llm_name_or_path, **kwargs):
         hub = {k: kwargs.pop(k) for k in ("revision", "cache_dir", "token", "local_files_only") if k in kwargs}
-        nmt = AutoTokenizer.from_pretrained(nmt_name_or_path, **hub)
+        nmt = AutoTokenizer.from_pretrained(nmt_name_or_path, trust_remote_code=kwargs.pop("trust_remote_code", False), **hub)
         llm = AutoTokenizer.from_pretrained(llm_name_or_path, **hub)
         return cls(nmt, llm, **kwargs)
 

@@ -139,3 +139,50 @@ def test_a_bilingual_bridge_saves_and_loads(bilingual, tmp_path):
     assert torch.equal(again, expected)
     with pytest.raises(ValueError, match="writes only 'spa_Latn'"):
         loaded.generate(**batch, tgt_lang="por_Latn", max_new_tokens=2)
+
+
+def test_stage1_then_stage3_from_the_cli_on_a_bilingual_nmt(bilingual, tiny_bases, tmp_path):
+    """`python -m train stage1 --nmt_source_lang/--nmt_target_lang` builds and trains the bilingual bridge; stage 3
+    goes on from its folder; a record in another language is refused with the codes this NMT takes."""
+    import json
+    import os
+
+    from train.cli import main as cli_main
+    from train.data import DataError
+
+    _, _, path = bilingual
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rows = [{"src_text": t, "src_lang": LANG, "en_text": a, "tgt_text": t, "tgt_lang": LANG} for t, a in zip(TEXTS, ANSWERS)]
+    data = tmp_path / "tri.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+    def common(out, steps):
+        return ["--output_dir", str(out), "--max_steps", str(steps), "--per_device_train_batch_size", "2",
+                "--learning_rate", "3e-3", "--warmup_steps", "0", "--bf16", "false", "--base_dtype", "float32",
+                "--logging_steps", "4", "--save_strategy", "no", "--use_cpu", "true", "--disable_tqdm", "true",
+                "--report_to", "none", "--seed", "0"]
+
+    stage1 = [os.path.join(root, "train", "configs", "stage1.yaml"), "--nmt_name_or_path", str(path),
+              "--llm_name_or_path", tiny_bases["llm"], "--nmt_source_lang", LANG, "--nmt_target_lang", LANG,
+              "--ot_vocabulary", "target", "--train_file", str(data)]
+    trainer = cli_main(["stage1", "--config", *stage1, *common(tmp_path / "s1", 12)])
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+    saved = json.loads((tmp_path / "s1" / "config.json").read_text())
+    assert (saved["nmt_source_lang"], saved["nmt_target_lang"], saved["lang_code_to_id"]) == (LANG, LANG, {})
+    again = cli_main(["stage3", "--config", os.path.join(root, "train", "configs", "stage3.yaml"), "--model_name_or_path",
+                      str(tmp_path / "s1"), "--train_file", str(tmp_path / "task.jsonl"), *common(tmp_path / "s3", 4)]) \
+        if _write_task(tmp_path / "task.jsonl") else None
+    assert again.model.config.nmt_target_lang == LANG and XBridgeProcessor.from_pretrained(tmp_path / "s3").ot_vocabulary == "target"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({**rows[0], "tgt_lang": "deu_Latn"}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"deu_Latn.*spa_Latn"):
+        cli_main(["stage1", "--config", *stage1[:-1], str(bad), *common(tmp_path / "bad", 1)])
+
+
+def _write_task(path) -> bool:
+    import json
+
+    rows = [{"question": t, "src_lang": LANG, "answer_en": a, "answer_tgt": t, "tgt_lang": LANG} for t, a in zip(TEXTS, ANSWERS)]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return True

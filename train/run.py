@@ -33,6 +33,15 @@ class XBridgeArguments:
     model_name_or_path: str | None = field(default=None, metadata={
         "help": "stages 2-3: the previous stage's output folder or Hub repo (a bridge-only checkpoint)"})
     encoder_stage: int = field(default=1, metadata={"help": "encoder-only: 1 (translation pairs) or 2 (task data)"})
+    nmt_source_lang: str | None = field(default=None, metadata={
+        "help": "stage 1, a bilingual NMT (no language tokens): the one language its encoder reads, e.g. por_Latn"})
+    nmt_target_lang: str | None = field(default=None, metadata={
+        "help": "stage 1, a bilingual NMT: the one language its decoder writes (saved in the bridge config)"})
+    ot_vocabulary: str | None = field(default=None, metadata={
+        "help": "stage 1: the NMT tokenizer side that encodes the English of the OT term: source (NLLB) or target "
+                "(an NMT composed from two directions)"})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "allow bases that bring their own code (e.g. the converted Marian SSRU NMT of realworld/)"})
     train_file: str | None = field(default=None, metadata={"help": "JSONL file, folder of shards or glob"})
     dataset_name: str | None = field(default=None, metadata={"help": "a datasets source / Hub id"})
     dataset_config: str | None = field(default=None, metadata={"help": "the dataset's config name"})
@@ -180,16 +189,21 @@ def build_model_and_processor(stage_key: str, xargs):
             if not (xargs.nmt_name_or_path and xargs.llm_name_or_path):
                 raise ValueError(f"{stage_key} starts from the two bases: give --nmt_name_or_path and "
                                  "--llm_name_or_path")
-            options = {k: getattr(xargs, k) for k in ("encoder_fusion", "lambda_align", "lambda_lang", "align_layer")
-                       if getattr(xargs, k) is not None}
+            options = {k: getattr(xargs, k) for k in ("encoder_fusion", "lambda_align", "lambda_lang", "align_layer",
+                                                      "nmt_source_lang", "nmt_target_lang") if getattr(xargs, k) is not None}
+            languages = {k: getattr(xargs, k) for k in ("nmt_source_lang", "nmt_target_lang", "ot_vocabulary")
+                         if getattr(xargs, k) is not None}
             model = XBridgeForConditionalGeneration.from_bases(xargs.nmt_name_or_path, xargs.llm_name_or_path,
-                                                               dtype=dtype, **options)
-            processor = XBridgeProcessor.from_bases(xargs.nmt_name_or_path, xargs.llm_name_or_path)
+                                                               dtype=dtype, trust_remote_code=xargs.trust_remote_code,
+                                                               **options)
+            processor = XBridgeProcessor.from_bases(xargs.nmt_name_or_path, xargs.llm_name_or_path,
+                                                    trust_remote_code=xargs.trust_remote_code, **languages)
     else:
         if not xargs.model_name_or_path:
             raise ValueError(f"{stage_key} continues a trained bridge: give --model_name_or_path (the previous "
                              "stage's output folder or Hub repo)")
-        model = XBridgeForConditionalGeneration.from_pretrained(xargs.model_name_or_path, dtype=dtype)
+        model = XBridgeForConditionalGeneration.from_pretrained(xargs.model_name_or_path, dtype=dtype,
+                                                                trust_remote_code=xargs.trust_remote_code)
         processor = XBridgeProcessor.from_pretrained(xargs.model_name_or_path)
     model.config.lambda_llm, model.config.lambda_dec, model.config.lambda_ot = lambdas
     if not preset["from_bases"]:
@@ -246,7 +260,7 @@ def main(command: str, argv: list[str], callbacks=None):
         ds = load_records(xargs.train_file, xargs.dataset_name, xargs.dataset_config, xargs.dataset_split)
         if xargs.max_train_samples:
             ds = ds.select(range(min(xargs.max_train_samples, len(ds))))
-        ds = prepare(ds, preset["record_kind"], model.config.lang_code_to_id, processor.nmt_tokenizer,
+        ds = prepare(ds, preset["record_kind"], model.config.lang_codes, processor.nmt_tokenizer,
                      processor.llm_tokenizer, name=source, max_source_tokens=xargs.max_source_tokens,
                      max_answer_tokens=xargs.max_answer_tokens, max_target_tokens=xargs.max_target_tokens)
         if targs.train_sampling_strategy == "group_by_length":
