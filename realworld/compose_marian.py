@@ -21,6 +21,8 @@ import json
 import tempfile
 from pathlib import Path
 
+from hub_xbridge import card_text  # the project's one model-card writer
+
 from .files import atomic_dir, report, sha256_file
 
 # encoder fields that must agree between the two directions (the memory encoder is built from the same config)
@@ -113,17 +115,9 @@ def model_card(name: str, config, enc_folder: Path, dec_folder: Path, files: dic
     src, tgt = config.source_lang or "?", config.target_lang or "?"
     prov = "\n".join(f"- {k}: {v}" for k, v in provenance.items()) or "- (composed from local folders)"
     digests = "\n".join(f"- `{n}`: sha256 `{h}`" for n, h in files.items())
-    return f"""---
-license: mpl-2.0
-library_name: transformers
-pipeline_tag: translation
-language: [{src}, en]
-tags: [marian, bergamot, firefox-translations, ssru, xbridge]
----
-
-# {name}
-
-The NMT side of an XBridge bridge for {src}, composed by `python -m realworld.compose_marian` (XBridge project)
+    metadata = {"license": "mpl-2.0", "library_name": "transformers", "pipeline_tag": "translation",
+                "language": [src, "en"], "tags": ["marian", "bergamot", "firefox-translations", "ssru", "xbridge"]}
+    return card_text(name, metadata, [f"""The NMT side of an XBridge bridge for {src}, composed by `python -m realworld.compose_marian` (XBridge project)
 from two Firefox Translations (Bergamot) "tiny" students converted by `python -m realworld.convert_marian`:
 
 | part | taken from | vocabulary |
@@ -179,7 +173,7 @@ Files read:
 
 Model weights: MPL-2.0, as the two Firefox Translations students it is composed from (see their model cards).
 The composer and remote code are part of XBridge (Apache-2.0).
-"""
+"""])
 
 
 def compose(encoder: str | Path, decoder: str | Path, out: str | Path, name: str | None = None,

@@ -20,6 +20,8 @@ import shutil
 import time
 from pathlib import Path
 
+from hub_xbridge import card_text  # the project's one model-card writer
+
 from .files import atomic_dir, report, sha256_file
 
 DTYPES = ("float32", "bfloat16")
@@ -102,15 +104,8 @@ def model_card(name: str, model, meta: dict, provenance: dict, licence: str, dty
                gguf_sha: str, check: dict) -> str:
     n_params = sum(p.numel() for p in model.parameters())
     prov = "\n".join(f"- {k}: {v}" for k, v in provenance.items())
-    return f"""---
-library_name: transformers
-pipeline_tag: text-generation
-tags: [gguf-dequantised]
----
-
-# {name}
-
-`{type(model).__name__}` ({n_params / 1e6:.1f}M parameters, {model.config.num_hidden_layers} layers,
+    metadata = {"library_name": "transformers", "pipeline_tag": "text-generation", "tags": ["gguf-dequantised"]}
+    return card_text(name, metadata, [f"""`{type(model).__name__}` ({n_params / 1e6:.1f}M parameters, {model.config.num_hidden_layers} layers,
 d={model.config.hidden_size}, vocab {model.config.vocab_size}), converted from the GGUF file `{gguf_name}`
 (sha256 `{gguf_sha}`, GGUF general.name {meta.get('general.name')!r}, file type {meta.get('general.file_type')}) by
 `python -m realworld.convert_gguf` (XBridge project): transformers' `gguf_file=` loader, dequantised, then
@@ -132,7 +127,7 @@ Checked at conversion: logits of this checkpoint on a chat prompt equal the GGUF
 ## Licence
 
 {licence}
-"""
+"""])
 
 
 def convert(gguf: str | Path, out: str | Path, dtype: str = "float32", name: str | None = None,

@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from hub_xbridge import card_text  # the project's one model-card writer
 
 from . import marian_bin
 from .files import atomic_dir, report, sha256_file
@@ -223,17 +224,9 @@ def model_card(name: str, opts: dict, config: dict, files: dict, provenance: dic
     src, tgt = direction
     prov = "\n".join(f"- {k}: {v}" for k, v in provenance.items()) or "- (converted from a local file)"
     digests = "\n".join(f"- `{n}`: sha256 `{h}`" for n, h in files.items())
-    return f"""---
-license: mpl-2.0
-library_name: transformers
-pipeline_tag: translation
-language: [{src or 'und'}, {tgt or 'und'}]
-tags: [marian, bergamot, firefox-translations, ssru]
----
-
-# {name}
-
-A Firefox Translations (Bergamot) "tiny" student, {src or '?'} -> {tgt or '?'}, converted from Marian's binary format
+    metadata = {"license": "mpl-2.0", "library_name": "transformers", "pipeline_tag": "translation",
+                "language": [src or "und", tgt or "und"], "tags": ["marian", "bergamot", "firefox-translations", "ssru"]}
+    return card_text(name, metadata, [f"""A Firefox Translations (Bergamot) "tiny" student, {src or '?'} -> {tgt or '?'}, converted from Marian's binary format
 to a transformers checkpoint by `python -m realworld.convert_marian` (XBridge project).
 
 - Architecture: transformer encoder ({config['encoder_layers']} layers, d={config['d_model']},
@@ -271,7 +264,7 @@ Model weights: {MODEL_CARD_LICENSE_NOTE}
 Mozilla Firefox Translations models: https://github.com/mozilla/firefox-translations-models (trained with
 https://github.com/mozilla/translations, formerly firefox-translations-training; Bergamot project, EU Horizon 2020
 grant 825303). The converter and remote code are part of XBridge (Apache-2.0).
-"""
+"""])
 
 
 def convert(model: str | Path, out: str | Path, vocab: str | Path | None = None, dtype: str = "float32",
