@@ -15,13 +15,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import (
-    AutoModelForCausalLM,
-    AutoModelForSeq2SeqLM,
-    GenerationMixin,
-    M2M100ForConditionalGeneration,
-    PreTrainedModel,
-)
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, GenerationMixin, PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput
@@ -202,10 +196,8 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
 
     def __init__(self, config: XBridgeConfig, nmt: PreTrainedModel | None = None, llm: PreTrainedModel | None = None):
         super().__init__(config)
-        if nmt is None:  # a full checkpoint: the NMT is built from its config (NLLB's class, or the Auto one's)
-            nmt = (M2M100ForConditionalGeneration._from_config(config.nmt_config) if config.nmt_config.model_type == "m2m_100"
-                   else AutoModelForSeq2SeqLM.from_config(config.nmt_config))
-        self.nmt = nmt
+        # a full checkpoint: the NMT is built from its config (the Auto class maps NLLB's m2m_100 to its own class)
+        self.nmt = nmt if nmt is not None else AutoModelForSeq2SeqLM.from_config(config.nmt_config)
         self.llm = llm if llm is not None else AutoModelForCausalLM.from_config(config.llm_config)
         d_nmt, d_llm = config.nmt_hidden_size, config.llm_hidden_size
         self.enc_map = MappingBlock(d_nmt, config.enc_map_hidden_size, d_llm)

@@ -170,19 +170,15 @@ def test_stage1_then_stage3_from_the_cli_on_a_bilingual_nmt(bilingual, tiny_base
     assert len(losses) == 3 and losses[-1] < losses[0], losses
     saved = json.loads((tmp_path / "s1" / "config.json").read_text())
     assert (saved["nmt_source_lang"], saved["nmt_target_lang"], saved["lang_code_to_id"]) == (LANG, LANG, {})
+    task = tmp_path / "task.jsonl"
+    task.write_text("".join(json.dumps({"question": t, "src_lang": LANG, "answer_en": a, "answer_tgt": t,
+                                        "tgt_lang": LANG}, ensure_ascii=False) + "\n" for t, a in zip(TEXTS, ANSWERS)),
+                    encoding="utf-8")
     again = cli_main(["stage3", "--config", os.path.join(root, "train", "configs", "stage3.yaml"), "--model_name_or_path",
-                      str(tmp_path / "s1"), "--train_file", str(tmp_path / "task.jsonl"), *common(tmp_path / "s3", 4)]) \
-        if _write_task(tmp_path / "task.jsonl") else None
+                      str(tmp_path / "s1"), "--train_file", str(task), *common(tmp_path / "s3", 4)])
     assert again.model.config.nmt_target_lang == LANG and XBridgeProcessor.from_pretrained(tmp_path / "s3").ot_vocabulary == "target"
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({**rows[0], "tgt_lang": "deu_Latn"}) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"deu_Latn.*spa_Latn"):
         cli_main(["stage1", "--config", *stage1[:-1], str(bad), *common(tmp_path / "bad", 1)])
 
-
-def _write_task(path) -> bool:
-    import json
-
-    rows = [{"question": t, "src_lang": LANG, "answer_en": a, "answer_tgt": t, "tgt_lang": LANG} for t, a in zip(TEXTS, ANSWERS)]
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return True
