@@ -25,6 +25,7 @@ LANGUAGES = [
     Language("de", "deu_Latn", "German", "deu", None, "german", "13a"),
     Language("es", "spa_Latn", "Spanish", "spa", "spanish", "spanish", "13a"),
     Language("fr", "fra_Latn", "French", "fra", "french", "french", "13a"),
+    Language("pt", "por_Latn", "Portuguese", "por", "portuguese", "portuguese", "13a"),  # realworld/ (issue 29)
     Language("ja", "jpn_Jpan", "Japanese", "jpn", "japanese", "japanese", "ja-mecab"),
     Language("ru", "rus_Cyrl", "Russian", "rus", "russian", "russian", "13a"),
     Language("sw", "swh_Latn", "Swahili", "swa", "swahili", "swahili", "13a"),

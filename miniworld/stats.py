@@ -112,6 +112,26 @@ def corpus_score(per_seed_stats: list[np.ndarray], score_fn) -> Estimate:
     return _estimate(per_seed, replicate)
 
 
+def corpus_difference(a_stats: list[np.ndarray], b_stats: list[np.ndarray], score_fn) -> Estimate:
+    """A - B of a corpus-level metric, paired over sentences: each replicate draws the sentences once for both
+    systems and each system's seeds independently (`corpus_score`'s inputs for A and for B)."""
+    a_arrays, b_arrays = ([np.asarray(s, dtype=float) for s in group] for group in (a_stats, b_stats))
+    n = a_arrays[0].shape[0]
+    if any(x.shape[0] != n for x in a_arrays + b_arrays):
+        raise ValueError("paired difference needs the same sentences in every seed of both systems")
+    rng = np.random.default_rng(BOOT_SEED)
+    a_seed, b_seed, items = _draws(len(a_arrays), len(a_arrays), rng), _draws(len(b_arrays), len(b_arrays), rng), _draws(n, n, rng)
+
+    def mean_score(arrays, seeds, rows):
+        return np.mean([score_fn(arrays[s][rows].sum(axis=0)) for s in seeds])
+
+    point = np.mean([score_fn(a.sum(axis=0)) for a in a_arrays]) - np.mean([score_fn(b.sum(axis=0)) for b in b_arrays])
+    replicate = np.array([mean_score(a_arrays, a_seed[r], items[r]) - mean_score(b_arrays, b_seed[r], items[r])
+                          for r in range(N_BOOT)])
+    lo, hi = np.percentile(replicate, [2.5, 97.5])
+    return Estimate(float(point), 0.0, float(lo), float(hi), min(len(a_arrays), len(b_arrays)))
+
+
 def verdict(diff: Estimate, margin: float = 0.0) -> str:
     """How a difference A - B reads against `margin` (points): the interval decides, not the point estimate."""
     if diff.lo > margin:

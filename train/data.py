@@ -167,19 +167,33 @@ def validate(ds: datasets.Dataset, kind: str, lang_codes: Iterable[str], name: s
                 raise DataError(f"{_where(name, ex, i)}: field {field!r}: {_lang_error(value, valid)}")
 
 
-def _cut(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:
-    """Cut `text` at a token boundary so that it holds at most `max_tokens` tokens (special tokens not counted)."""
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    if len(enc["input_ids"]) <= max_tokens:
+def _cut(tokenizer, text: str, max_tokens: int, target: bool = False) -> tuple[str, bool]:
+    """Cut `text` at a token boundary so that it holds at most `max_tokens` tokens (special tokens not counted);
+    `target`: counted as decoder targets (`text_target=`: a bilingual NMT's target vocabulary)."""
+    def count(t):
+        return len(tokenizer(**{"text_target" if target else "text": t}, add_special_tokens=False)["input_ids"])
+
+    if getattr(tokenizer, "is_fast", False):  # one vocabulary for both sides (NLLB): cut at the exact token offset
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        if len(enc["input_ids"]) <= max_tokens:
+            return text, False
+        return text[: enc["offset_mapping"][max_tokens - 1][1]], True
+    if count(text) <= max_tokens:
         return text, False
-    return text[: enc["offset_mapping"][max_tokens - 1][1]], True
+    # No offsets (a slow tokenizer such as MarianTokenizer, or the target side): the most whole words that fit,
+    # found by bisection over the word count (a word boundary is a token boundary for SentencePiece and BPE).
+    words, lo, hi = text.split(" "), 0, len(text.split(" "))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if count(" ".join(words[:mid])) <= max_tokens else (lo, mid - 1)
+    return " ".join(words[:lo]), True
 
 
-# field -> (which tokenizer, which limit)
+# field -> (which tokenizer, which limit, decoder target?)
 _TRUNCATED = {
-    "src_text": ("nmt", "max_source_tokens"), "question": ("nmt", "max_source_tokens"),
-    "en_text": ("llm", "max_answer_tokens"), "answer_en": ("llm", "max_answer_tokens"),
-    "tgt_text": ("nmt", "max_target_tokens"), "answer_tgt": ("nmt", "max_target_tokens"),
+    "src_text": ("nmt", "max_source_tokens", False), "question": ("nmt", "max_source_tokens", False),
+    "en_text": ("llm", "max_answer_tokens", False), "answer_en": ("llm", "max_answer_tokens", False),
+    "tgt_text": ("nmt", "max_target_tokens", True), "answer_tgt": ("nmt", "max_target_tokens", True),
 }
 
 
@@ -199,9 +213,10 @@ def truncate(ds: datasets.Dataset, nmt_tokenizer, llm_tokenizer, max_source_toke
         out = {f: [] for f in fields}
         out["_cut"] = [[] for _ in batch[fields[0]]]
         for f in fields:
-            tok, limit = toks[_TRUNCATED[f][0]], limits[_TRUNCATED[f][1]]
+            side, limit_name, target = _TRUNCATED[f]
+            tok, limit = toks[side], limits[limit_name]
             for i, text in enumerate(batch[f]):
-                text, was_cut = _cut(tok, text, limit)
+                text, was_cut = _cut(tok, text, limit, target)
                 out[f].append(text)
                 if was_cut:
                     out["_cut"][i].append(f)

@@ -34,7 +34,8 @@ class XBridgeArguments:
         "help": "stages 2-3: the previous stage's output folder or Hub repo (a bridge-only checkpoint)"})
     encoder_stage: int = field(default=1, metadata={"help": "encoder-only: 1 (translation pairs) or 2 (task data)"})
     nmt_source_lang: str | None = field(default=None, metadata={
-        "help": "stage 1, a bilingual NMT (no language tokens): the one language its encoder reads, e.g. por_Latn"})
+        "help": "stage 1, a bilingual NMT (no language tokens): the language its encoder reads, e.g. por_Latn "
+                "(several, comma-separated, for a joint vocabulary: por_Latn,eng_Latn)"})
     nmt_target_lang: str | None = field(default=None, metadata={
         "help": "stage 1, a bilingual NMT: the one language its decoder writes (saved in the bridge config)"})
     ot_vocabulary: str | None = field(default=None, metadata={
