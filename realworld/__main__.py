@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     r = sub.add_parser("run", help="the real job: stage 1 x 3 seeds, Table 1 on FLORES devtest, costs, report")
     r.add_argument("--workers", type=int, help="jobs at a time, one thread each (default: the machine's cores)")
     r.add_argument("--limit", type=int, default=job.EVAL_SENTENCES,
-                   help=f"the first N FLORES devtest sentences (default {job.EVAL_SENTENCES}; 1012: all)")
+                   help="the first N FLORES devtest sentences only (default: all 1012; fewer: a quick look, not the committed report)")
     r.add_argument("--out", default=str(job.ROOT / "runs" / "realworld"), help="work folder (default: runs/realworld)")
     r.add_argument("--results", default=str(job.RESULTS), help="report folder (default: results/realworld)")
     sub.add_parser("status", parents=[common], help="what is fetched and converted")

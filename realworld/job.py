@@ -52,9 +52,7 @@ class Stage1Recipe:
 
 
 RECIPE = Stage1Recipe()
-# FLORES devtest sentences scored: the first 512 of 1012, what 2 cores allow beside training (every system scores the
-# same sentences; the bridge's generation of both directions takes ~14 min per seed on one thread)
-EVAL_SENTENCES = 512
+EVAL_SENTENCES = None  # FLORES devtest sentences scored: all 1012 (`--limit N`: the first N, a quick look)
 GENERATION_BATCH = 32
 ONE_SHOT = 0  # the NTREX pair that is the LLM-alone prompt's example (not a FLORES sentence)
 

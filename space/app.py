@@ -10,6 +10,7 @@ Run: `python -m space [--model PATH_OR_ID] [--port N]` or `python space/app.py`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import threading
@@ -42,11 +43,32 @@ TASKS = {  # preset -> instruction put before the text in the LLM prompt (None: 
 }
 
 
+# Named checkpoints of this repository: `--model realworld` is the stage-1 bridge on real weights (realworld/job.py),
+# whose bases come from the realworld cache (`python -m realworld fetch && python -m realworld convert`).
+PRESETS = {"miniworld": DEFAULT_MODEL, "realworld": ROOT / "realworld" / "checkpoints" / "xbridge-smollm2-135m-firefox-pt"}
+
+
 def model_id_from(cli_value: str | None = None) -> str:
     chosen = cli_value or os.environ.get("XBRIDGE_MODEL")
     if chosen:
-        return str(chosen)
+        return str(PRESETS.get(chosen, chosen))
     return str(DEFAULT_MODEL)
+
+
+def local_bases(model_id: str) -> dict:
+    """{"nmt_name_or_path": folder, ...} for a bridge whose config names bases converted by `realworld` (their
+    names are not Hub ids: the folders are this machine's cache, fetched and converted on first use)."""
+    config_file = Path(model_id) / "config.json"
+    try:
+        from realworld import bases
+    except ImportError:  # a Space outside this repository: its bases are Hub ids
+        return {}
+    if not config_file.exists():
+        return {}
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    known = {name for group in bases.CONVERTED.values() for name in group}
+    return {key: str(bases.ensure_converted(config[key])) for key in ("nmt_name_or_path", "llm_name_or_path")
+            if config.get(key) in known}
 
 
 def looks_local(model_id: str) -> bool:
@@ -76,10 +98,13 @@ class Bridge:
     """One checkpoint: the processor at once (the page needs its languages), the model on first use, once."""
 
     def __init__(self, model_id: str):
-        from transformers import AutoProcessor
+        from transformers import AutoConfig, AutoProcessor
 
         self.model_id = model_id
         self._model = None
+        self.bases = local_bases(model_id)
+        # A stage-1 bridge was trained on translation pairs without any prompt: it is asked the same way.
+        self.prompted = getattr(AutoConfig.from_pretrained(model_id, trust_remote_code=True), "stage", 0) != 1
         # One generation at a time: the model captures LLM states with hooks during generate(), so two
         # concurrent calls on the same model would mix their captures. The queue limit says the same.
         self._lock = threading.Lock()
@@ -114,7 +139,7 @@ class Bridge:
 
                     # bf16 halves memory and is fast on GPUs; CPUs are slow and inexact in bf16, so fp32 there.
                     dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-                    model = AutoModel.from_pretrained(self.model_id, trust_remote_code=True, dtype=dtype)
+                    model = AutoModel.from_pretrained(self.model_id, trust_remote_code=True, dtype=dtype, **self.bases)
                     self._model = model.to(self.device).eval()
         return self._model
 
@@ -164,7 +189,7 @@ class Bridge:
         # The clock starts before the lazy load, so the first request's time says what a user waited for.
         start, loading = time.perf_counter(), self._model is None
         model, processor = self.model, self.processor
-        batch = processor([text], src_lang=src_lang, instruction=instruction or None).to(model.device)
+        batch = processor([text], src_lang=src_lang, instruction=instruction or None, prompt=self.prompted).to(model.device)
         foreign = [lang for lang in tgt_langs if lang != ENGLISH]
         streamer = None
         if gen_kwargs.get("num_beams", 1) == 1:
@@ -287,7 +312,7 @@ def build_demo(model_id: str | None = None) -> gr.Blocks:
         return demo
     bridge = Bridge(model_id)
     choices = languages.choices(bridge.lang_codes)
-    default_src = next((c for c in ("swh_Latn", "fra_Latn") if c in bridge.lang_codes), bridge.lang_codes[0])
+    default_src = next((c for c in ("swh_Latn", "fra_Latn", "por_Latn") if c in bridge.lang_codes), bridge.lang_codes[0])
     default_tgts = [default_src] + ([ENGLISH] if ENGLISH in bridge.lang_codes and default_src != ENGLISH else [])
 
     def task_instruction(task):
@@ -368,8 +393,9 @@ def build_demo(model_id: str | None = None) -> gr.Blocks:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m space", description="XBridge Gradio Space")
-    parser.add_argument("--model", help="Hub id or local folder of an XBridge checkpoint "
-                                        f"(default: $XBRIDGE_MODEL, else the shipped {DEFAULT_MODEL.relative_to(ROOT)})")
+    parser.add_argument("--model", help="Hub id or local folder of an XBridge checkpoint, or a checkpoint of this "
+                                        f"repository: {', '.join(PRESETS)} (default: $XBRIDGE_MODEL, else the shipped "
+                                        f"{DEFAULT_MODEL.relative_to(ROOT)})")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     args = parser.parse_args(argv)

@@ -182,3 +182,46 @@ def test_stage1_then_stage3_from_the_cli_on_a_bilingual_nmt(bilingual, tiny_base
     with pytest.raises(DataError, match=r"deu_Latn.*spa_Latn"):
         cli_main(["stage1", "--config", *stage1[:-1], str(bad), *common(tmp_path / "bad", 1)])
 
+
+
+def test_an_encoder_that_reads_two_languages_takes_both_and_refuses_a_third(bilingual, tiny_bases):
+    """`nmt_source_lang="spa_Latn,eng_Latn"`: an encoder whose joint vocabulary reads both without a token (the
+    real job's pt->en encoder reads English too); config, processor, saved config and errors agree."""
+    _, _, path = bilingual
+    model = XBridgeForConditionalGeneration.from_bases(path, tiny_bases["llm"], nmt_source_lang=f"{LANG},eng_Latn",
+                                                       nmt_target_lang=LANG)
+    processor = XBridgeProcessor(AutoTokenizer.from_pretrained(path), AutoTokenizer.from_pretrained(tiny_bases["llm"]),
+                                 nmt_source_lang=f"{LANG},eng_Latn", nmt_target_lang=LANG, ot_vocabulary="target")
+    assert model.config.lang_codes == ["eng_Latn", LANG] and processor.lang_codes == [LANG, "eng_Latn"]
+    english = processor(ANSWERS, src_lang="eng_Latn", prompt=False)  # no code in front, `... </s>`
+    assert english["input_ids"][0][english["attention_mask"][0].bool()].tolist() == processor.nmt_tokenizer(ANSWERS[0])["input_ids"]
+    with pytest.raises(ValueError, match=r"src_lang='deu_Latn'.*reads only 'spa_Latn' or 'eng_Latn'"):
+        processor(TEXTS, src_lang="deu_Latn")
+    with pytest.raises(ValueError, match=r"tgt_lang='eng_Latn'.*writes only 'spa_Latn'"):
+        model.config.lang_id("eng_Latn")  # English is the LLM's answer, not the decoder's
+    with pytest.raises(ValueError, match=r"nmt_source_lang='spa_Latn,english'.*'english' is not an NLLB-style"):
+        type(model.config)(nmt_config=model.config.nmt_config, llm_config=model.config.llm_config,
+                           nmt_source_lang=f"{LANG},english")
+
+
+def test_truncation_with_a_slow_tokenizer_counts_each_side_in_its_own_vocabulary(bilingual):
+    """MarianTokenizer has no offsets: a long text is cut at the most whole words that fit, and a target is counted
+    with the target vocabulary (`text_target=`), not the source one."""
+    from train.data import _cut
+
+    _, processor, _ = bilingual
+    tok = processor.nmt_tokenizer
+    text = " ".join(TEXTS * 4)
+    for target in (False, True):
+        def count(t):
+            return len(tok(**{"text_target" if target else "text": t}, add_special_tokens=False)["input_ids"])
+
+        cut, was_cut = _cut(tok, text, 12, target)
+        assert was_cut and count(cut) <= 12 and text.startswith(cut)
+        one_more = " ".join(text.split(" ")[: len(cut.split(" ")) + 1])
+        assert count(one_more) > 12  # the longest whole-word prefix that fits
+        assert _cut(tok, TEXTS[0], 100, target) == (TEXTS[0], False)
+    english = " ".join(ANSWERS * 4)  # the source vocabulary knows only Spanish: English falls into more pieces there
+    n_source, n_target = (len(tok(**{k: english}, add_special_tokens=False)["input_ids"]) for k in ("text", "text_target"))
+    assert n_source > n_target
+    assert len(_cut(tok, english, 30, True)[0]) > len(_cut(tok, english, 30, False)[0])

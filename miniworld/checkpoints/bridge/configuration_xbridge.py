@@ -85,11 +85,21 @@ def unknown_lang_error(kind: str, code, valid: list[str]) -> ValueError:
     )
 
 
-def check_implied_lang(kind: str, code, implied: str) -> None:
-    """A bilingual NMT reads / writes one language: any other code is an error that names it."""
-    if code != implied:
+def implied_langs(value) -> list[str]:
+    """The languages a bilingual NMT's side takes without a language token: `nmt_source_lang` / `nmt_target_lang`
+    is one code or several, comma-separated ("por_Latn,eng_Latn": an encoder whose joint vocabulary reads both)."""
+    if value is None:
+        return []
+    return [code.strip() for code in (value.split(",") if isinstance(value, str) else value)]
+
+
+def check_implied_lang(kind: str, code, implied) -> None:
+    """A bilingual NMT reads / writes its implied languages only: any other code is an error that names them."""
+    valid = implied_langs(implied)
+    if code not in valid:
         role = "writes" if kind == "tgt_lang" else "reads"
-        raise ValueError(f"{kind}={code!r}: this NMT is bilingual and {role} only {implied!r} (no other "
+        listed = " or ".join(repr(v) for v in valid)
+        raise ValueError(f"{kind}={code!r}: this NMT is bilingual and {role} only {listed} (no other "
                          f"{kind} is possible; `tgt_lang='{ENGLISH}'` is the LLM's own English answer)")
 
 
@@ -113,9 +123,10 @@ class XBridgeConfig(PreTrainedConfig):
         lambda_lang (`float`): weight of the optional "same language?" matching loss in stage 1 (AlignX: 0.4; 0 = off).
         align_layer (`int`): LLM `hidden_states` index of the alignment loss (default: the middle layer).
         nmt_source_lang, nmt_target_lang (`str`): for a bilingual NMT (its vocabularies hold no language codes, e.g.
-            a Marian model, or an encoder and a decoder taken from two directions): the one language its encoder
-            reads and the one its decoder writes, implied, with no language token. None (NLLB): a language-code
-            token from `lang_code_to_id` leads the source and the target.
+            a Marian model, or an encoder and a decoder taken from two directions): the language its encoder
+            reads and the one its decoder writes, implied, with no language token; several comma-separated codes
+            where one side reads several without a token (a joint vocabulary). None (NLLB): a language-code token
+            from `lang_code_to_id` leads the source and the target.
         stage (`int`): last training stage this bridge went through (0: untrained), for model cards.
         bridge_only (`bool`): checkpoints hold only the bridge; the bases are loaded from their names.
     """
@@ -162,9 +173,11 @@ class XBridgeConfig(PreTrainedConfig):
         self.encoder_fusion = encoder_fusion
         self.lambda_align, self.lambda_lang = float(lambda_align), float(lambda_lang)
         self.align_layer = None if align_layer is None else int(align_layer)
-        for field, code in (("nmt_source_lang", nmt_source_lang), ("nmt_target_lang", nmt_target_lang)):
-            if code is not None and not is_lang_code(code):
-                raise ValueError(f"{field}={code!r} is not an NLLB-style language code such as 'por_Latn'")
+        for field, value in (("nmt_source_lang", nmt_source_lang), ("nmt_target_lang", nmt_target_lang)):
+            for code in implied_langs(value):
+                if not is_lang_code(code):
+                    raise ValueError(f"{field}={value!r}: {code!r} is not an NLLB-style language code such as "
+                                     "'por_Latn' (several: comma-separated)")
         self.nmt_source_lang, self.nmt_target_lang = nmt_source_lang, nmt_target_lang
         self.stage = int(stage)
         self.bridge_only = bool(bridge_only)
@@ -191,7 +204,7 @@ class XBridgeConfig(PreTrainedConfig):
     def lang_codes(self) -> list[str]:
         """The language codes this bridge's NMT takes: NLLB's from `lang_code_to_id`, a bilingual NMT's implied ones."""
         if self.nmt_target_lang is not None or self.nmt_source_lang is not None:
-            return sorted({code for code in (self.nmt_source_lang, self.nmt_target_lang) if code})
+            return sorted({*implied_langs(self.nmt_source_lang), *implied_langs(self.nmt_target_lang)})
         return list(self.lang_code_to_id)
 
     def lang_id(self, code: str, kind: str = "tgt_lang") -> int | None:
@@ -206,4 +219,4 @@ class XBridgeConfig(PreTrainedConfig):
         return self.lang_code_to_id[code]
 
 
-__all__ = ["ENGLISH", "XBridgeConfig", "check_implied_lang", "is_lang_code", "nllb_lang_codes"]
+__all__ = ["ENGLISH", "XBridgeConfig", "check_implied_lang", "implied_langs", "is_lang_code", "nllb_lang_codes"]

@@ -9,9 +9,9 @@ import warnings
 from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 
 try:  # relative import for the Hub bundle; plain import when the project root is on sys.path
-    from .configuration_xbridge import ENGLISH, check_implied_lang, nllb_lang_codes, unknown_lang_error
+    from .configuration_xbridge import ENGLISH, check_implied_lang, implied_langs, nllb_lang_codes, unknown_lang_error
 except ImportError:
-    from configuration_xbridge import ENGLISH, check_implied_lang, nllb_lang_codes, unknown_lang_error
+    from configuration_xbridge import ENGLISH, check_implied_lang, implied_langs, nllb_lang_codes, unknown_lang_error
 
 ALPACA_TEMPLATE = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
@@ -90,7 +90,7 @@ class XBridgeProcessor(ProcessorMixin):
     @property
     def lang_codes(self) -> list[str]:
         """Every NLLB language code this tokenizer knows (`eng_Latn`, `swh_Latn`, ...); a bilingual NMT's source."""
-        return [self.nmt_source_lang] if self.nmt_source_lang else list(nllb_lang_codes(self.nmt_tokenizer))
+        return implied_langs(self.nmt_source_lang) or list(nllb_lang_codes(self.nmt_tokenizer))
 
     def check_lang(self, code: str, kind: str) -> str:
         implied = self.nmt_target_lang if kind == "tgt_lang" else self.nmt_source_lang
