@@ -281,6 +281,12 @@ def test_local_bases_are_found_from_the_bridge_not_the_working_directory(tiny_br
     shutil.rmtree(relocated / "nmt")
     with pytest.raises(OSError, match=r"nmt_name_or_path='\.\./nmt'.*tried \[.*elsewhere/tree/nmt'\].*pass nmt_name_or_path="):
         XBridgeForConditionalGeneration.from_pretrained(relocated / "bridge")
+    from transformers import AutoModel  # the override through AutoModel + remote code too (its config is another
+    # copy of the class, built by AutoConfig with the override applied: it must not be read again from the folder)
+    remote = AutoModel.from_pretrained(relocated / "bridge", trust_remote_code=True, nmt_name_or_path=str(tiny_bases["nmt"]))
+    assert remote.config.nmt_name_or_path == str(tiny_bases["nmt"])
+    assert torch.equal(remote.generate(**processor(QUESTIONS, src_lang="swh_Latn"), tgt_lang="swh_Latn", max_new_tokens=6),
+                       expected)
     config["nmt_name_or_path"] = "runs/miniworld/bases/nmt"  # an old bridge's cwd-relative path: not a Hub id either
     (relocated / "bridge" / "config.json").write_text(json.dumps(config))
     with pytest.raises(OSError, match=r"'runs/miniworld/bases/nmt'.*not found"):

@@ -127,7 +127,13 @@ class XBridgeHubMixin:
         config = kwargs.pop("config", None)
         hub_kwargs = {k: kwargs[k] for k in HUB_KWARGS + ("subfolder",) if k in kwargs}
         if not isinstance(config, XBridgeConfig):
-            config = XBridgeConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+            # AutoModel with remote code may hand in the config as an instance of another copy of this class (the
+            # config's and the model's dynamic modules can be two copies), with the caller's overrides applied:
+            # taken over, not read again from the checkpoint (which would drop e.g. nmt_name_or_path=...)
+            if getattr(config, "model_type", None) == XBridgeConfig.model_type:
+                config = XBridgeConfig.from_dict(config.to_dict())
+            else:
+                config = XBridgeConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
         if not config.bridge_only:
             return super().from_pretrained(pretrained_model_name_or_path, *args, config=config, **kwargs)
         base_kwargs = {k: v for k, v in hub_kwargs.items() if k not in ("subfolder", "revision")}  # revision: the bridge's
