@@ -158,3 +158,21 @@ def test_the_space_serves_the_real_bridge(real):
     model, processor = job.load_bridge()
     assert english == job.bridge_translate(model, processor, [text], job.PT, job.EN)[0] == answers[job.EN]
     assert answers[job.PT] and answers[job.PT] != english
+
+
+@pytest.mark.skipif(not (job.RESULTS / "kept").exists(), reason="no kept results of the real job committed yet")
+def test_the_committed_realworld_kept_results_are_valid(real):
+    """Every kept result of results/realworld/kept/ matches its job's key here: on a fresh clone, with the bases
+    fetched and converted on this machine, `python -m realworld` recomputes nothing that is kept (the data folder
+    is written into its default place, runs/realworld/data, as the committed keys name it)."""
+    from miniworld.runs import job_keys, read_kept
+
+    out = job.ROOT / "runs" / "realworld"
+    plan = job.jobs(out) + job.cost_job(out, job.RECIPE, job.RESULTS / "kept")
+    checked = 0
+    for name, key in job_keys(plan).items():
+        cache = next(j.cache for j in plan if j.name == name)
+        if cache and (job.RESULTS / "kept" / cache.rsplit("/", 1)[-1]).exists():
+            checked += 1
+            assert read_kept(cache, key) is not None, f"{cache} is stale: its job's key changed"
+    assert checked >= 3
