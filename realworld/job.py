@@ -27,6 +27,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from train.machine import machine
+
 from . import bases
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -265,26 +267,22 @@ def measure_costs(_bases: dict, trained: str, n: int = 64, new_tokens: int = 32)
     state = json.loads((Path(trained) / "trainer_state.json").read_text())
     return {"generate_seconds": seconds, "sentences": n, "new_tokens": new_tokens,
             "speed_vs_llm_alone": {k: round(seconds["llm-alone"] / v, 3) for k, v in seconds.items()},
-            "train": train_throughput(trained, state), "cpu": _cpu(), "threads": torch.get_num_threads()}
+            "train": train_throughput(trained, state, processor), "machine": machine()}
 
 
-def train_throughput(trained: str, state: dict) -> dict:
-    """Stage-1 training speed: its steps, wall seconds and the tokens it read (source + answer + target, no padding)."""
+def train_throughput(trained: str, state: dict, processor, recipe: Stage1Recipe = RECIPE, sample: int = 2000) -> dict:
+    """Stage-1 training speed: steps, wall seconds and tokens/s, the tokens read per record (NMT source + LLM answer
+    + NMT target, cut as the trainer cuts them, no padding) taken as their mean over the first `sample` records of
+    the data (the trainer draws records in its own seeded order)."""
+    rows = [json.loads(line) for line in (Path(trained).parent / "data" / "stage1.jsonl").read_text(
+        encoding="utf-8").splitlines()[:sample]]
+    nmt, llm, cap = processor.nmt_tokenizer, processor.llm_tokenizer, recipe.max_tokens
+    per_record = sum(min(cap, len(nmt(r["src_text"])["input_ids"])) + min(cap, len(llm(r["en_text"])["input_ids"]))
+                     + min(cap, len(nmt(text_target=r["tgt_text"])["input_ids"])) for r in rows) / len(rows)
     runtime = next(e["train_runtime"] for e in state["log_history"] if "train_runtime" in e)
     steps = state["global_step"]
-    return {"steps": steps, "seconds": round(runtime, 1), "seconds_per_step": round(runtime / steps, 2)}
-
-
-def _cpu() -> str:
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return {"steps": steps, "batch": recipe.batch, "seconds": round(runtime, 1), "seconds_per_step": round(runtime / steps, 2),
+            "tokens_per_record": round(per_record, 1), "tokens_per_second": round(steps * recipe.batch * per_record / runtime, 1)}
 
 
 def jobs(out: Path, recipe: Stage1Recipe = RECIPE, limit: int | None = EVAL_SENTENCES, kept: Path = RESULTS / "kept"):
@@ -334,6 +332,6 @@ def run(out: str | Path = ROOT / "runs" / "realworld", workers: int | None = Non
     trained = out / f"stage1-s{recipe.seeds[0]}"
     if trained.exists():  # the committed report ships its bridge; any other run puts it beside its report
         report.ship_bridge(trained, summary, SHIPPED if results == RESULTS else results / "bridge")
-    (results / "run_info.json").write_text(json.dumps({"wall_seconds": round(time.time() - t0, 1), "cpu": _cpu(),
+    (results / "run_info.json").write_text(json.dumps({"wall_seconds": round(time.time() - t0, 1), "machine": machine(),
                                                         "workers": workers}, indent=1) + "\n")
     return summary
