@@ -167,12 +167,13 @@ def ship_bridge(trained: Path, s: dict, dest: Path = SHIPPED) -> Path:
     """Seed 0's stage-1 bridge (mapping layers and cross-attention only, the bundle's code, the processor) as a
     folder that loads anywhere once the bases are fetched (`realworld.job.load_bridge`); its config names the bases
     by their converted names, which `load_bridge` resolves in the local cache."""
-    from hub_xbridge import card_text
+    from hub_xbridge import card_text, write_bundle
 
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(trained, tmp, ignore=shutil.ignore_patterns("COMPLETED", "train.log", "trainer_state.json", "*results.json",
                                                                 "training_args.bin", "checkpoint-*", "runs"))
+    write_bundle(tmp)  # the root's remote code, whatever code the training run copied
     config = json.loads((tmp / "config.json").read_text())
     config["nmt_name_or_path"], config["llm_name_or_path"] = bases.BRIDGE_NMT, LLM
     for sub in ("nmt_config", "llm_config"):
