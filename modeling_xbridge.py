@@ -373,16 +373,26 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
         embeds = embeds.gather(1, order.unsqueeze(-1).expand(-1, -1, embeds.shape[-1]))
         return embeds, mask.gather(1, order), targets.gather(1, order), is_source.gather(1, order)
 
+    def llm_layers(self) -> nn.ModuleList:
+        """The LLM's decoder layers, whatever its family names them (`layers`: Llama, Qwen, Gemma, ...; `h`: GPT-2):
+        the ModuleList of `num_hidden_layers` blocks directly under its base model."""
+        base, n = self.llm.base_model, self.config.llm_config.num_hidden_layers
+        found = [m for m in base.children() if isinstance(m, nn.ModuleList) and len(m) == n]
+        if len(found) != 1:
+            raise ValueError(f"cannot find the {n} decoder layers of {type(base).__name__}: expected one ModuleList of "
+                             f"{n} modules directly under it, found {len(found)}")
+        return found[0]
+
     def _capture_module(self, layer: int):
         """(module, use_input): where `hidden_states[layer]` can be read with a hook."""
-        base = self.llm.base_model
-        n_layers = len(base.layers)
-        index = layer % (n_layers + 1)
+        layers = self.llm_layers()
+        index = layer % (len(layers) + 1)
         if index == 0:
-            return base.layers[0], True  # embeddings = the first layer's input
-        if index == n_layers:
-            return base.norm, False  # the last entry of hidden_states is after the final norm
-        return base.layers[index - 1], False
+            return layers[0], True  # embeddings (+ learned positions, GPT-2) = the first layer's input
+        if index == len(layers):
+            # the last entry of hidden_states is after the final norm (`norm`, `ln_f`, ...): the base model's output
+            return self.llm.base_model, False
+        return layers[index - 1], False
 
     @contextmanager
     def capture_llm_states(self, layer: int | None = None):
@@ -394,7 +404,7 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
         captured = []
 
         def keep(tensor):
-            captured.append(tensor[0] if isinstance(tensor, tuple) else tensor)
+            captured.append(tensor[0] if isinstance(tensor, (tuple, ModelOutput)) else tensor)
 
         if use_input:
             handle = module.register_forward_pre_hook(
@@ -536,7 +546,7 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
     def align_layer(self) -> int:
         """LLM layer of the alignment loss (`config.align_layer`, default the middle layer, as AlignX)."""
         layer = self.config.align_layer
-        return len(self.llm.base_model.layers) // 2 if layer is None else layer
+        return self.config.llm_config.num_hidden_layers // 2 if layer is None else layer
 
     def _alignment_losses(self, states, is_source, src_lang_ids, english_ids, english_mask):
         """AlignX-style terms, adapted to a frozen LLM (stage 1).

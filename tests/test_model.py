@@ -409,3 +409,32 @@ def test_bf16_load_keeps_trained_cross_attention_in_fp32(tiny_bridge, tmp_path):
     q = reloaded.nmt.model.decoder.layers[0].encoder_attn.q_proj.weight
     assert q.dtype == torch.float32 and reloaded.nmt.model.decoder.layers[0].fc1.weight.dtype == torch.bfloat16
     assert torch.equal(q, model.nmt.model.decoder.layers[0].encoder_attn.q_proj.weight)
+
+
+def test_a_gpt2_style_llm_composes(tiny_bases):
+    """GPT-2 keeps its blocks under `h` and its final norm in `ln_f` (no `model.layers`): the bridge finds the decoder
+    layers as the one ModuleList of `num_hidden_layers` blocks under the base model, and every `llm_layer` index
+    reads exactly the stock model's `hidden_states[index]`; generate works and a batch equals one by one."""
+    torch.manual_seed(0)
+    stock = AutoModelForCausalLM.from_pretrained(tiny_bases["gpt2"]).eval()
+    processor = XBridgeProcessor.from_bases(tiny_bases["nmt"], tiny_bases["gpt2"])
+    for layer in (0, 1, -2, -1):
+        model = seeded_bridge(XBridgeForConditionalGeneration.from_bases(tiny_bases["nmt"], tiny_bases["gpt2"],
+                                                                         llm_layer=layer)).eval()
+        assert model.llm_layers() is model.llm.transformer.h
+        batch = batch_for(processor, n=1)
+        out = model(**batch)
+        embeds, _, _, _ = model._llm_inputs(batch["input_ids"], None, batch["prompt_ids"], None, batch["answer_ids"], None)
+        ref = stock(inputs_embeds=embeds, output_hidden_states=True)
+        n = batch["answer_ids"].shape[1]
+        torch.testing.assert_close(out.llm_logits[0, -n:], ref.logits[0, -n - 1 : -1], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(out.decoder_memory[0], model.map_to_memory(ref.hidden_states[layer][0, -n - 1 : -1]),
+                                   rtol=1e-4, atol=1e-4)
+    assert torch.isfinite(out.loss)
+    questions = processor(QUESTIONS, src_lang="swh_Latn")
+    together = model.generate(**questions, tgt_lang=["swh_Latn", "eng_Latn"], max_new_tokens=5, do_sample=False)
+    for i, question in enumerate(QUESTIONS):  # GPT-2's learned positions follow the left padding too
+        alone = model.generate(**processor([question], src_lang="swh_Latn"), tgt_lang=["swh_Latn", "eng_Latn"],
+                               max_new_tokens=5, do_sample=False)
+        for lang, ids in alone.items():
+            assert together[lang][i, : ids.shape[1]].tolist() == ids[0].tolist(), lang

@@ -96,7 +96,14 @@ def build_tiny_llm(path: Path, arch: str = "qwen2") -> Path:
     )
     # Untied embeddings and a large init: tiny random models with tied weights repeat one token whatever the
     # input, which would make every output comparison in the tests vacuous.
-    config, cls = (Qwen2Config(**shape), Qwen2ForCausalLM) if arch == "qwen2" else (LlamaConfig(**shape), LlamaForCausalLM)
+    if arch == "gpt2":  # learned positions, layers under `h`, final norm `ln_f`: no `model.layers` to look up
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        config, cls = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=3, n_head=4, n_positions=512,
+                                 bos_token_id=151643, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                                 tie_word_embeddings=False, initializer_range=0.2), GPT2LMHeadModel
+    else:
+        config, cls = (Qwen2Config(**shape), Qwen2ForCausalLM) if arch == "qwen2" else (LlamaConfig(**shape), LlamaForCausalLM)
     torch.manual_seed(1)
     model = cls(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -108,13 +115,15 @@ def build_tiny_llm(path: Path, arch: str = "qwen2") -> Path:
 
 def build_tiny_bases(root: Path) -> dict:
     root = Path(root)
-    paths = {"nmt": root / "tiny-nllb", "llm": root / "tiny-qwen2", "llama": root / "tiny-llama"}
+    paths = {"nmt": root / "tiny-nllb", "llm": root / "tiny-qwen2", "llama": root / "tiny-llama", "gpt2": root / "tiny-gpt2"}
     if not (paths["nmt"] / "config.json").exists():
         build_tiny_nmt(paths["nmt"])
     if not (paths["llm"] / "config.json").exists():
         build_tiny_llm(paths["llm"], "qwen2")
     if not (paths["llama"] / "config.json").exists():
         build_tiny_llm(paths["llama"], "llama")
+    if not (paths["gpt2"] / "config.json").exists():
+        build_tiny_llm(paths["gpt2"], "gpt2")
     return {k: str(v) for k, v in paths.items()}
 
 
