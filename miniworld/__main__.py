@@ -108,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             first = plans[next(iter(LLM_FAMILIES))]
             parts["ablation"] = lambda: ablation_parts(first)
             parts["sweep"] = lambda: sweep_parts(sweep_plan(first), first.results)
-        root = next(iter(plans.values())).results.parent  # every LLM's results folder lies in the overview's
-        run_parts(parts, root, "all" if args.command == "general" else "paper", args.workers)
+        first_plan = next(iter(plans.values()))
+        root = first_plan.results.parent  # every LLM's results folder lies in the overview's
+        run_parts(parts, root, "all" if args.command == "general" else "paper", args.workers, first_plan.kernels)
         write_general_overview(root, list(LLM_FAMILIES))
         print(f"see {root / 'README.md'}")
         return 0

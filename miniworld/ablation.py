@@ -79,7 +79,7 @@ def ablation_parts(plan: Plan) -> tuple[list[Job], Callable[[dict], dict]]:
 
 
 def run_ablation(plan: Plan, workers: int | None = None) -> dict:
-    return run_parts({"ablation": lambda: ablation_parts(plan)}, plan.results, "ablation", workers)["ablation"]
+    return run_parts({"ablation": lambda: ablation_parts(plan)}, plan.results, "ablation", workers, plan.kernels)["ablation"]
 
 
 def write_ablation_report(plan: Plan, rows: dict[str, list[dict]]) -> dict:

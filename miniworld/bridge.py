@@ -36,8 +36,10 @@ class StageSchedule:
     batch: int = 32
     lr: float = 5e-3  # 2e-3 -> 5e-3 lifted xbridge from 29% to 42% at the same steps (ANALYSIS.md)
     warmup: int = 10
-    enc_only1: int = 100  # encoder-only baseline, stage 1 and 2
-    enc_only2: int = 100
+    # The encoder-only baseline (MindMerger's design): as many steps as XBridge's encoder side, stage 1 and stage 2,
+    # at the same lr, so that the table compares the designs, not their budgets (at 100 + 100 it scored 8%).
+    enc_only1: int = 200
+    enc_only2: int = 800
     # The released code also puts the raw question in the LLM prompt. This LLM cannot read the synthetic scripts
     # (English BPE: bytes) and misreads the Latin-script one, so there it is noise: without it, 41.7% -> 73.7%
     # (ANALYSIS.md). The LLM then reads the question only through the encoder map, under an English instruction.
@@ -87,13 +89,15 @@ def loss_history(folder: Path) -> dict[str, list[float]]:
     return terms
 
 
-def _flag_values(command: list[str]) -> dict[str, str]:
-    """`{"--flag": value}` of a command line (the words before the first flag under "")."""
+def flag_values(command: list[str]) -> dict[str, str]:
+    """`{"--flag": value}` of a command line (the words before the first flag under ""), as HfArgumentParser
+    reads it: `--a-b c` and `--a_b=c` are both `{"--a_b": "c"}`."""
     values, key = {"": ""}, ""
     for word in command:
         if word.startswith("--"):
-            key = word
-            values[key] = ""
+            key, _, value = word.partition("=")
+            key = "--" + key[2:].replace("-", "_")
+            values[key] = value
         else:
             values[key] = f"{values[key]} {word}".strip()
     return values
@@ -103,7 +107,7 @@ def _changed_flags(done: list[str] | None, now: list[str]) -> dict:
     """{flag: (then, now)} between two command lines (empty: the same command)."""
     if done == now:
         return {}
-    before, after = _flag_values(done or []), _flag_values(now)
+    before, after = flag_values(done or []), flag_values(now)
     return {k: (before.get(k), after.get(k)) for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .bridge import flag_values
 from .runs import done_info, is_done
 from .world import ENGLISH, short_code
 
@@ -188,10 +189,10 @@ def chain_losses(folder: str | Path) -> dict[str, dict[str, list[float]]]:
     while is_done(folder):
         done = done_info(folder)
         losses[folder.name] = done["losses"]
-        command = done.get("command", [])
-        if "--model_name_or_path" not in command:
+        parent = flag_values(done.get("command", [])).get("--model_name_or_path")  # as the stage itself read it
+        if not parent:
             break
-        folder = Path(command[command.index("--model_name_or_path") + 1])
+        folder = Path(parent)
     return losses
 
 

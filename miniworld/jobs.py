@@ -21,6 +21,8 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
+from train.machine import kernel_env
+
 from .runs import code_state, job_keys, qualname, read_kept, write_kept
 
 # One thread per job: the numbers then do not depend on the machine's core count either (only on its CPU type).
@@ -67,8 +69,14 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def run_jobs(jobs: list[Job], workers: int | None = None, desc: str = "jobs") -> dict:
-    """Run `jobs` (respecting `after`), `workers` at a time; returns {name: result}. A failed job raises here."""
+def run_jobs(jobs: list[Job], workers: int | None = None, desc: str = "jobs", seconds: dict | None = None,
+             kernels: dict[str, str] | None = None) -> dict:
+    """Run `jobs` (respecting `after`), `workers` at a time; returns {name: result}. A failed job raises here.
+    `seconds`: filled with {name: wall seconds} of every job that ran (what the progress weights estimate).
+    `kernels`: the CPU-kernel environment of the job processes and their training runs (default
+    `train.machine.kernel_env()`: the same kernels on every CPU; `{}`: each library's native choice); part of the
+    kept results' keys."""
+    kernels = kernel_env() if kernels is None else kernels
     names = [job.name for job in jobs]
     if len(set(names)) != len(names):
         raise ValueError(f"job names must be unique: {names}")
@@ -81,16 +89,18 @@ def run_jobs(jobs: list[Job], workers: int | None = None, desc: str = "jobs") ->
     for job in jobs:
         alias[job.name] = first.setdefault((qualname(job.fn), repr(job.args)), job.name)
     jobs = [replace(job, after=tuple(alias[dep] for dep in job.after)) for job in jobs if alias[job.name] == job.name]
-    prints = job_keys(jobs)
+    prints = job_keys(jobs, kernels)
     cached = {job.name: result for job in jobs if (result := read_kept(job.cache, prints[job.name])) is not None}
     to_run = needed(jobs, cached)
     workers = workers or default_workers()
     # job processes inherit JOB_ENV from their start (tqdm reads TQDM_DISABLE when it is imported, before any
     # initializer could set it); this process's own bar was configured at its import and stays on
-    saved = {key: os.environ.get(key) for key in JOB_ENV}
-    os.environ.update(JOB_ENV)
+    env = {**JOB_ENV, **kernels}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
     try:
-        results = _run([job for job in jobs if job.name in to_run], workers, desc, dict(cached), prints)
+        results = _run([job for job in jobs if job.name in to_run], workers, desc, dict(cached), prints,
+                       {} if seconds is None else seconds)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -115,7 +125,7 @@ def needed(jobs: list[Job], cached: dict) -> set[str]:
     return todo
 
 
-def _run(jobs: list[Job], workers: int, desc: str, results: dict, prints: dict[str, str]) -> dict:
+def _run(jobs: list[Job], workers: int, desc: str, results: dict, prints: dict[str, str], seconds: dict) -> dict:
     """Runs `jobs` on top of `results` (the kept ones) and returns all; a job with a cache file writes its result
     there as soon as it is done (a run stopped halfway keeps what it finished)."""
     pending = {job.name: job for job in jobs}
@@ -129,17 +139,19 @@ def _run(jobs: list[Job], workers: int, desc: str, results: dict, prints: dict[s
         progress = manager.Queue()
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_job_process,
                                  initargs=(THREADS_PER_JOB, progress)) as pool:
-            running = {}
+            running, started = {}, {}
             while pending or running:
                 for name, job in list(pending.items()):
                     if all(dep in results for dep in job.after) and len(running) < workers:
                         args = job.args + tuple(results[dep] for dep in job.after)
                         running[pool.submit(job.fn, *args)] = name
+                        started[name] = time.time()
                         del pending[name]
                 done, _ = wait(running, timeout=2.0, return_when=FIRST_COMPLETED)
                 for future in done:
                     name = running.pop(future)
                     results[name] = future.result()  # re-raises a job's exception, naming its traceback
+                    seconds[name] = round(time.time() - started[name], 1)
                     if by_name[name].cache:
                         write_kept(by_name[name].cache, name, prints[name], results[name], code)
                     fractions[name] = 1.0

@@ -22,7 +22,7 @@ from pathlib import Path
 from configuration_xbridge import XBridgeConfig
 from hub_xbridge import bridge_card, card_text, write_bundle
 from safetensors import safe_open
-from train.machine import machine
+from train.machine import kernel_env, machine
 
 from . import base_eval, experiments, shipped
 from .bases import FIRST_BASES, GENERAL_BASES, LLM_FAMILIES, BaseConfig, changed_settings, pretrain
@@ -92,6 +92,14 @@ class Plan:
             return ("mgsm", "flores") if system == "xbridge" else ("mgsm",)
         return {"xbridge-encoder-only": ("mgsm", "flores"), "translate-test": ("mgsm", "xlsum"), "sft": ("mgsm", "xlsum")}.get(
             system, ("mgsm", "xlsum", "flores"))  # translate-test translates with the NMT: its row would repeat nmt's
+
+    @property
+    def kernels(self) -> dict[str, str]:
+        """The CPU kernels of this plan's jobs (train/machine.py: AVX2 everywhere, so two kinds of CPU agree). The
+        general world's committed kept results were computed before the kernels were pinned, with each library's
+        native ones (an Intel Xeon, AVX-512); its jobs keep those kernels until it is re-run whole (about 60
+        CPU-minutes per LLM family), so that a fresh clone reuses them instead of recomputing them."""
+        return {} if self.general else kernel_env()
 
     def kept(self, folder: Path) -> str | None:
         """Where the evaluation of the run folder `folder` keeps its result beside the report (jobs.Job.cache), so
@@ -187,32 +195,37 @@ def main_job_parts(plan: Plan) -> tuple[list[Job], Callable[[dict], dict]]:
 
 def main_job(plan: Plan, workers: int | None = None) -> dict:
     """The main job of one plan: its jobs, then its report."""
-    return run_parts({"main": lambda: main_job_parts(plan)}, plan.results, "main", workers)["main"]
+    return run_parts({"main": lambda: main_job_parts(plan)}, plan.results, "main", workers, plan.kernels)["main"]
 
 
 Parts = Callable[[], tuple[list[Job], Callable[[dict], dict]]]
 
 
-def run_parts(parts: dict[str, Parts], results: Path, name: str, workers: int | None = None) -> dict:
+def run_parts(parts: dict[str, Parts], results: Path, name: str, workers: int | None = None,
+              kernels: dict[str, str] | None = None) -> dict:
     """Several parts (each: a function giving its jobs and the report made of their results; a main job, the
     ablation, the sweep) as one pool of jobs, so no core idles while one part's last job runs; then each part's
     report, in the order given (a later report may read an earlier one's results). With several parts, job names
-    carry their part's key. Wall times go to `results/run_info.json` under `name`; returns {key: report}."""
+    carry their part's key. Wall times go to `results/run_info.json` under `name`; returns {key: report}.
+    `kernels`: as jobs.run_jobs (the parts' Plan.kernels)."""
     clock = Stopwatch()
     built = {key: clock.run(f"prepare {key}", build) for key, build in parts.items()}
     tag = (lambda key, job_name: f"{key}:{job_name}") if len(parts) > 1 else (lambda key, job_name: job_name)
     jobs = [replace(job, name=tag(key, job.name), after=tuple(tag(key, dep) for dep in job.after))
             for key, (part_jobs, _) in built.items() for job in part_jobs]
-    done = clock.run("train_and_evaluate", run_jobs, jobs, workers, name)
+    job_seconds: dict[str, float] = {}
+    done = clock.run("train_and_evaluate", run_jobs, jobs, workers, name, job_seconds, kernels)
     reports = {key: clock.run(f"report {key}", report, {job.name: done[tag(key, job.name)] for job in built[key][0]
                                                          if tag(key, job.name) in done})  # kept: no training results
                for key, (_, report) in built.items()}
-    write_run_info(results, name, clock.times, workers)
+    write_run_info(results, name, clock.times, workers, job_seconds, kernels)
     return reports
 
 
-def write_run_info(results: Path, name: str, times: dict, workers: int | None) -> None:
-    """Wall times and the machine, beside the results (they differ between runs; the results do not)."""
+def write_run_info(results: Path, name: str, times: dict, workers: int | None, job_seconds: dict | None = None,
+                   kernels: dict[str, str] | None = None) -> None:
+    """Wall times (of the steps, and of each job that ran: one thread each, beside `workers - 1` others) and the
+    machine with the kernels the jobs used, beside the results (they differ between runs; the results do not)."""
     from .jobs import THREADS_PER_JOB, default_workers  # noqa: PLC0415
 
     path = results / "run_info.json"
@@ -225,7 +238,8 @@ def write_run_info(results: Path, name: str, times: dict, workers: int | None) -
     if name in info and cpu < 0.1 * 60 * info[name].get("cpu_minutes", info[name].get("total_minutes", 0)):
         return  # a re-run that reused the finished jobs: keep the times of the run that did the work
     info[name] = dict(seconds=times, total_minutes=round(sum(times.values()) / 60, 1), cpu_minutes=round(cpu / 60, 1),
-                      machine=machine(), workers=workers or default_workers(), threads_per_job=THREADS_PER_JOB)
+                      machine=machine(), workers=workers or default_workers(), threads_per_job=THREADS_PER_JOB,
+                      job_kernels=(kernel_env() if kernels is None else kernels) or "native", job_seconds=job_seconds or {})
     path.write_text(json.dumps(info, indent=1) + "\n")
 
 

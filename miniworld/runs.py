@@ -22,6 +22,8 @@ import os
 import sys
 from pathlib import Path
 
+from train.machine import PORTABLE_KERNELS, cpu_name
+
 # Written by hand: the results of a pool of training jobs kept across machines and sessions (committed files), keyed
 # by what determines them; the Hub and datasets caches key downloads and dataset transforms, not such results.
 NUMERICS_VERSION = 1
@@ -184,9 +186,12 @@ def input_checksums(args, shipped_sums: dict[str, list[str]], memo: dict, folder
     return sums
 
 
-def job_keys(jobs) -> dict[str, str]:
-    """{name: key} of `jobs` (jobs.Job): what each depends on (module docstring). This checkout's path is written
-    as `<repo>`, so another checkout agrees."""
+def job_keys(jobs, kernels: dict[str, str] | None = None) -> dict[str, str]:
+    """{name: key} of `jobs` (jobs.Job): what each depends on (module docstring), and the CPU kernels they run on
+    (`kernels`: jobs.run_jobs's; None or {} = each library's native choice, which keeps the keys of results
+    computed before the kernels were pinned). This checkout's path is written as `<repo>`, so another checkout
+    agrees."""
+    pinned = [sorted(kernels.items())] if kernels else []
     by_name, keys, memo, folders = {job.name: job for job in jobs}, {}, {}, {}
     shipped: dict[str, list[str]] = {}
     for line in SHIPPED_SUMS.read_text().splitlines() if SHIPPED_SUMS.exists() else []:
@@ -198,7 +203,7 @@ def job_keys(jobs) -> dict[str, str]:
             job = by_name[name]
             inputs = {k.replace(str(REPO), "<repo>"): v for k, v in input_checksums(job.args, shipped, memo, folders).items()}
             text = json.dumps([qualname(job.fn), repr(job.args).replace(str(REPO), "<repo>"), inputs,
-                               [of(dep) for dep in job.after], NUMERICS_VERSION])
+                               [of(dep) for dep in job.after], NUMERICS_VERSION, *pinned])
             keys[name] = hashlib.sha256(text.encode()).hexdigest()
         return keys[name]
 
@@ -222,7 +227,9 @@ def write_kept(path: str | Path, name: str, key: str, result, code: str | None =
     import torch  # noqa: PLC0415
 
     text = json.dumps(dict(job=name, fingerprint=key, code=code or code_state(), libraries=library_versions(),
-                           cpu_capability=torch.backends.cpu.get_cpu_capability(), result=result))  # key order kept
+                           cpu=cpu_name(), job_kernels={k: os.environ[k] for k in PORTABLE_KERNELS if k in os.environ}
+                           or f"native ({torch.backends.cpu.get_cpu_capability()})",
+                           result=result))  # key order kept
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -108,7 +108,7 @@ def sweep_parts(plan: Plan, main_results: Path) -> tuple[list[Job], Callable[[di
 
 
 def run_sweep(plan: Plan, main_results: Path, workers: int | None = None) -> dict:
-    return run_parts({"sweep": lambda: sweep_parts(plan, main_results)}, plan.results, "sweep", workers)["sweep"]
+    return run_parts({"sweep": lambda: sweep_parts(plan, main_results)}, plan.results, "sweep", workers, plan.kernels)["sweep"]
 
 
 def _from_main(main: dict, system: str, task: str) -> dict[str, stats.Estimate]:

