@@ -140,7 +140,8 @@ def run(out: str | Path = job.ROOT / "runs" / "realworld-probe", workers: int | 
 
 def write_report(results: dict) -> None:
     lines = ["# Does the stage-1 bridge read its source? (`python -m realworld probe`, realworld/probe.py)", "",
-             f"Held-out: {HELD_OUT} Tatoeba pairs. source_gain = ce(English | another row's source) - ce(English | its own "
+             f"Seed 0, one run per variant (a diagnosis, not a comparison with intervals; Table 1 has the seeds), "
+             f"trained on Tatoeba. Held-out: {HELD_OUT} Tatoeba pairs. source_gain = ce(English | another row's source) - ce(English | its own "
              "source), nats per token: 0 means the LLM ignores the source.", "",
              "| variant | step | source_gain pt | source_gain en | ce_true pt | chrF++ pt->en |", "| --- | --- | --- | --- | --- | --- |"]
     for name, res in results.items():
@@ -151,6 +152,14 @@ def write_report(results: dict) -> None:
             seen.add(p["step"])
             lines.append(f"| {name} | {p['step']} | {p['por_Latn']['source_gain']:.3f} | {p['eng_Latn']['source_gain']:.3f} "
                          f"| {p['por_Latn']['ce_true']:.2f} | {p['chrf++_pt_en']:.1f} |")
+    lines += ["", "Per variant, first -> last point (pt source_gain; chrF++ of the greedy pt->en translation): "
+              + "; ".join(f"{name} step {res['points'][0]['step']} {res['points'][0]['por_Latn']['source_gain']:.2f} "
+                          f"(chrF++ {res['points'][0]['chrf++_pt_en']:.1f}) -> step {res['points'][-1]['step']} "
+                          f"{res['points'][-1]['por_Latn']['source_gain']:.2f} (chrF++ {res['points'][-1]['chrf++_pt_en']:.1f})"
+                          for name, res in results.items()) + ".",
+              "", "Recipes: " + "; ".join(f"{name}: {res['recipe']}" for name, res in results.items()) + ".",
+              "", "Greedy pt->en at the last point, first held-out sentence: "
+              + "; ".join(f"{name}: {res['points'][-1]['example'][0]!r}" for name, res in results.items()) + "."]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (RESULTS / "probe.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
