@@ -5,6 +5,7 @@ with the reason, when the package index is unreachable (as tests/test_realworld_
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -153,9 +154,11 @@ def test_the_space_serves_the_real_bridge(real):
     assert bridge.lang_codes == [job.EN, job.PT] and not bridge.prompted
     assert set(bridge.bases.values()) == {str(p) for p in real.values()}
     text = job.flores(job.PT, 1)[0]
-    *_, (english, answers, _) = bridge.stream(text, job.PT, [job.EN, job.PT], None, max_new_tokens=60, num_beams=1,
-                                              do_sample=False)
     model, processor = job.load_bridge()
+    # The job's own limit for this sentence (2.5 x its source tokens + 8), so that both stop at the same token.
+    limit = math.ceil(2.5 * len(processor([text], src_lang=job.PT, prompt=False)["input_ids"][0])) + 8
+    *_, (english, answers, _) = bridge.stream(text, job.PT, [job.EN, job.PT], None, max_new_tokens=limit,
+                                              num_beams=1, do_sample=False)
     assert english == job.bridge_translate(model, processor, [text], job.PT, job.EN)[0] == answers[job.EN]
     assert answers[job.PT] and answers[job.PT] != english
 
