@@ -1,4 +1,4 @@
-"""NLLB translation engines for everything that only translates (`build-data`, the `nmt` and `translate-test`
+"""Translation engines (NLLB, and every family of `languages_xbridge.FAMILIES`) for everything that only translates (`build-data`, the `nmt` and `translate-test`
 systems): `transformers` (`generate()`, the default) or `ctranslate2` (CTranslate2, an optional dependency).
 
 Beside the bundle, not in it (no checkpoint carries it): a shared piece that `train/` and `eval/` both import
@@ -108,8 +108,46 @@ def pick_compute_type(device: str, requested: str = "default") -> str:
     return requested
 
 
+class TranslationInputs:
+    """How a plain translation (no bridge) is asked of this NMT's family (`languages_xbridge.FAMILIES`): NLLB,
+    M2M100, mBART-50 `[src_tag] text </s>` and the target tag forced after the decoder start; T5 (MADLAD-400) and
+    Marian `[tgt_tag] text </s>` (the encoder input names the language to write) and no forced token; a bilingual
+    NMT no tag at all."""
+
+    def __init__(self, tokenizer, model_type: str | None):
+        from languages_xbridge import detect_family, language_control  # noqa: PLC0415
+
+        self.tokenizer = tokenizer
+        self.control = language_control(detect_family(tokenizer, model_type))
+        self.codes = self.control.lang_codes(tokenizer)
+
+    def tag(self, lang: str) -> int | None:
+        if self.codes and lang not in self.codes:
+            raise ValueError(f"this {self.control.family} NMT has no tag for {lang!r}; it has {sorted(self.codes)}")
+        return self.codes.get(lang)
+
+    def source_ids(self, texts, src_lang: str, tgt_lang: str, max_length: int | None) -> list[list[int]]:
+        """Truncated as the tokenizers truncate (`truncation=True`): the text, never the tag or the end token."""
+        from languages_xbridge import tagged_ids  # noqa: PLC0415
+
+        lead = self.tag(tgt_lang if self.control.target == "memory" else src_lang)
+        ids = tagged_ids(self.tokenizer, texts, lead)
+        if max_length is None and self.tokenizer.model_max_length < 1e6:  # what `truncation=True` alone cuts at
+            max_length = self.tokenizer.model_max_length
+        if max_length is not None:
+            ids = [x if len(x) <= max_length else x[: max_length - 1] + x[-1:] for x in ids]
+        return ids
+
+    def forced_target(self, tgt_lang: str) -> int | None:
+        return self.tag(tgt_lang) if self.control.target == "decoder" else None
+
+    def decode(self, rows) -> list[str]:
+        tags = set(self.codes.values())  # not every family's tokenizer marks its tags special (M2M100's)
+        return [self.tokenizer.decode([i for i in row if i not in tags], skip_special_tokens=True) for row in rows]
+
+
 class TransformersNLLB:
-    """`generate()` on an `M2M100ForConditionalGeneration` (NLLB) checkpoint."""
+    """`generate()` on a seq2seq checkpoint of any family in `languages_xbridge.FAMILIES` (NLLB by default)."""
 
     engine = "transformers"
 
@@ -120,16 +158,16 @@ class TransformersNLLB:
         self.model = model if model is not None else AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype)
         self.model = self.model.to(device).eval()
         self.device = device
+        self.inputs = TranslationInputs(self.tokenizer, self.model.config.model_type)
 
     @torch.no_grad()
     def translate(self, texts, src_lang, tgt_lang, num_beams: int = 1, max_new_tokens: int = 128,
                   max_input_length: int | None = None) -> list[str]:
-        self.tokenizer.src_lang = src_lang
-        batch = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True,
-                               max_length=max_input_length).to(self.device)
-        ids = self.model.generate(**batch, forced_bos_token_id=self.tokenizer.convert_tokens_to_ids(tgt_lang),
+        ids = self.inputs.source_ids(texts, src_lang, tgt_lang, max_input_length)
+        batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
+        ids = self.model.generate(**batch, forced_bos_token_id=self.inputs.forced_target(tgt_lang),
                                   num_beams=num_beams, do_sample=False, max_new_tokens=max_new_tokens)
-        return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return self.inputs.decode(ids.tolist())
 
 
 class CTranslate2NLLB:
@@ -146,24 +184,25 @@ class CTranslate2NLLB:
         self.compute_type = pick_compute_type(device, compute_type)
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
         folder = convert(path)
+        try:
+            from transformers import AutoConfig  # noqa: PLC0415
+
+            config = AutoConfig.from_pretrained(path)
+        except (OSError, ValueError):
+            config = None
+        self.inputs = TranslationInputs(self.tokenizer, getattr(config, "model_type", None))
         threads = threads or torch.get_num_threads()  # the process's setting, as generate() uses it
         self.translator = ct2.Translator(folder, device=device, compute_type=self.compute_type,
                                          intra_threads=threads if device == "cpu" else 0)
         self.device = device
         # CTranslate2 keeps the checkpoint's table of sinusoidal positions and refuses positions beyond it, where
         # generate() would extend the table: inputs and outputs are capped at it (1024 for NLLB-200).
-        try:
-            from transformers import AutoConfig  # noqa: PLC0415
-
-            self.max_positions = AutoConfig.from_pretrained(path).max_position_embeddings
-        except (OSError, ValueError, AttributeError):
-            self.max_positions = None
+        self.max_positions = getattr(config, "max_position_embeddings", None)
 
     def translate(self, texts, src_lang, tgt_lang, num_beams: int = 1, max_new_tokens: int = 128,
                   max_input_length: int | None = None) -> list[str]:
         if not texts:
             return []
-        self.tokenizer.src_lang = src_lang
         limit = self.max_positions
         if limit is not None:
             max_input_length = min(max_input_length or limit, limit)
@@ -172,19 +211,17 @@ class CTranslate2NLLB:
                 logger.warning("max_new_tokens=%d: CTranslate2 decodes at most %d tokens with this checkpoint (its "
                                "max_position_embeddings)", max_new_tokens, limit - 1)
             max_new_tokens = min(max_new_tokens, limit - 1)
-        ids = self.tokenizer(list(texts), truncation=True, max_length=max_input_length)["input_ids"]  # as generate()'s
+        ids = self.inputs.source_ids(texts, src_lang, tgt_lang, max_input_length)  # as generate()'s
         source = [self.tokenizer.convert_ids_to_tokens(row) for row in ids]
         # generate()'s max_new_tokens counts the forced language code and the final </s>; CTranslate2's
         # max_decoding_length counts the target prefix (the code) and the end token alike.
+        forced = self.inputs.forced_target(tgt_lang)
+        prefix = None if forced is None else [[self.tokenizer.convert_ids_to_tokens(forced)]] * len(source)
         results = self.translator.translate_batch(
-            source, target_prefix=[[tgt_lang]] * len(source), beam_size=num_beams, max_decoding_length=max_new_tokens,
+            source, target_prefix=prefix, beam_size=num_beams, max_decoding_length=max_new_tokens,
             max_input_length=0, return_end_token=False, length_penalty=1.0,
         )
-        out = []
-        for r in results:
-            tokens = r.hypotheses[0]
-            out.append(self.tokenizer.decode(self.tokenizer.convert_tokens_to_ids(tokens), skip_special_tokens=True))
-        return out
+        return self.inputs.decode([self.tokenizer.convert_tokens_to_ids(r.hypotheses[0]) for r in results])
 
 
 def load_nllb(engine: str, path: str, device: str = "cpu", dtype=torch.float32, compute_type: str = "default",

@@ -1,7 +1,8 @@
-"""XBridgeProcessor: the NLLB tokenizer and the LLM tokenizer, producing every tensor the model takes.
+"""XBridgeProcessor: the NMT tokenizer and the LLM tokenizer, producing every tensor the model takes.
 
-Separate tensors per vocabulary (never one mixed `input_ids`): NLLB source ids, LLM prompt ids, LLM answer ids,
-NLLB decoder labels, NLLB ids of the English answer (for the OT term). Part of the flat Hub bundle.
+Separate tensors per vocabulary (never one mixed `input_ids`): NMT source ids, LLM prompt ids, LLM answer ids,
+NMT decoder labels, NMT ids of the English answer (for the OT term). Language tags are placed as the NMT family
+declares (`languages_xbridge.FAMILIES`), around the tokenizer's plain text ids. Part of the flat Hub bundle.
 """
 
 import warnings
@@ -9,9 +10,11 @@ import warnings
 from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 
 try:  # relative import for the Hub bundle; plain import when the project root is on sys.path
-    from .configuration_xbridge import ENGLISH, check_implied_lang, implied_langs, nllb_lang_codes, unknown_lang_error
+    from .configuration_xbridge import ENGLISH, check_implied_lang, implied_langs, unknown_lang_error
+    from .languages_xbridge import detect_family, language_control, tagged_ids
 except ImportError:
-    from configuration_xbridge import ENGLISH, check_implied_lang, implied_langs, nllb_lang_codes, unknown_lang_error
+    from configuration_xbridge import ENGLISH, check_implied_lang, implied_langs, unknown_lang_error
+    from languages_xbridge import detect_family, language_control, tagged_ids
 
 ALPACA_TEMPLATE = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
@@ -35,9 +38,10 @@ def chat_prompt(tokenizer, text: str | None, instruction: str | None) -> str:
 class XBridgeProcessor(ProcessorMixin):
     r"""
     Args:
-        nmt_tokenizer: the NMT's tokenizer, source text and decoder targets: NLLB's (`NllbTokenizer`, a language
-            code leads each side), or a bilingual one whose source and target vocabularies may differ
-            (`MarianTokenizer` with `separate_vocabs`; `text_target=` tokenises with the target side).
+        nmt_tokenizer: the NMT's tokenizer, source text and decoder targets: of any family in
+            `languages_xbridge.FAMILIES` (NLLB, M2M100, mBART-50, T5/MADLAD-400, Marian), or a bilingual one whose
+            source and target vocabularies may differ (`MarianTokenizer` with `separate_vocabs`; `text_target=`
+            tokenises with the target side).
         llm_tokenizer: the LLM tokenizer, prompt and English answer.
         prompt_template (`str`): plain template with `{query}`, used when the LLM tokenizer has no chat template
             or `use_chat_template=False`.
@@ -49,6 +53,7 @@ class XBridgeProcessor(ProcessorMixin):
         ot_vocabulary (`str`): which side of the NMT tokenizer encodes the English answers for the OT term:
             "source" (NLLB: one vocabulary) or "target" (an NMT composed from two directions, whose decoder's own
             encoder, the OT reference, reads its target vocabulary).
+        nmt_family (`str`): the NMT's language control (`XBridgeConfig.nmt_family`); None: told by the tokenizer.
     """
 
     def __init__(
@@ -64,6 +69,7 @@ class XBridgeProcessor(ProcessorMixin):
         nmt_source_lang: str | None = None,
         nmt_target_lang: str | None = None,
         ot_vocabulary: str = "source",
+        nmt_family: str | None = None,
     ):
         # Extra settings are plain attributes set before ProcessorMixin.__init__, which accepts only the
         # sub-components; they round-trip through processor_config.json because they are __init__ parameters.
@@ -77,6 +83,8 @@ class XBridgeProcessor(ProcessorMixin):
             raise ValueError(f"ot_vocabulary={ot_vocabulary!r} is not one of 'source', 'target'")
         self.nmt_source_lang, self.nmt_target_lang, self.ot_vocabulary = nmt_source_lang, nmt_target_lang, ot_vocabulary
         super().__init__(nmt_tokenizer, llm_tokenizer)
+        self.nmt_family = nmt_family or detect_family(self.nmt_tokenizer)
+        self.lang_code_to_id = language_control(self.nmt_family).lang_codes(self.nmt_tokenizer)
         if self.llm_tokenizer.pad_token_id is None:
             self.llm_tokenizer.pad_token = self.llm_tokenizer.eos_token
 
@@ -89,15 +97,16 @@ class XBridgeProcessor(ProcessorMixin):
 
     @property
     def lang_codes(self) -> list[str]:
-        """Every NLLB language code this tokenizer knows (`eng_Latn`, `swh_Latn`, ...); a bilingual NMT's source."""
-        return implied_langs(self.nmt_source_lang) or list(nllb_lang_codes(self.nmt_tokenizer))
+        """The NLLB codes of every language this NMT has a tag for (`eng_Latn`, `swh_Latn`, ...); a bilingual
+        NMT's source languages."""
+        return implied_langs(self.nmt_source_lang) or list(self.lang_code_to_id)
 
     def check_lang(self, code: str, kind: str) -> str:
         implied = self.nmt_target_lang if kind == "tgt_lang" else self.nmt_source_lang
         if implied is not None:
             check_implied_lang(kind, code, implied)
-        elif code not in self.lang_codes:  # NllbTokenizer maps an unknown code silently to <unk>: validate explicitly
-            raise unknown_lang_error(kind, code, self.lang_codes)
+        elif code not in self.lang_code_to_id:  # tokenizers map an unknown tag silently to <unk>: validate explicitly
+            raise unknown_lang_error(kind, code, self.lang_codes, self.nmt_family)
         return code
 
     def build_prompt(self, text: str, instruction: str | None) -> str:
@@ -107,21 +116,27 @@ class XBridgeProcessor(ProcessorMixin):
         return self.prompt_template.format(query=prompt_query(text, instruction))
 
     def _nmt_ids(self, texts, lang, limit, what, target=False):
-        """NMT ids, truncated to `limit` with a warning that says how much: NLLB's `[lang_code, ..., </s>]`; a
-        bilingual NMT's `[..., </s>]` (`lang` None: no language check, the English of the OT term)."""
+        """NMT ids, truncated to `limit` with a warning that says how much: `[tag, ..., </s>]` where the family
+        puts a tag there (NLLB, M2M100, mBART-50: the language's own; T5, Marian: English's on the source side,
+        none on the target side), else `[..., </s>]` (a bilingual NMT; `lang` None: the English of the OT term)."""
         if lang is not None:
             self.check_lang(lang, "tgt_lang" if target else "src_lang")
-        tok = self.nmt_tokenizer
-        with_code = lang is not None and (self.nmt_target_lang if target else self.nmt_source_lang) is None  # NLLB
-        if target:
-            if with_code:
-                tok.tgt_lang = lang
-            ids = tok(text_target=list(texts), add_special_tokens=True)["input_ids"]
-        else:
-            if with_code:
-                tok.src_lang = lang
-            ids = tok(list(texts), add_special_tokens=True)["input_ids"]
+        control, lead = language_control(self.nmt_family), None
+        if lang is not None and (self.nmt_target_lang if target else self.nmt_source_lang) is None:
+            place = control.target if target else control.source
+            if place in ("own", "decoder"):
+                lead = self.lang_code_to_id[lang]
+            elif place == "english":
+                lead = self.lang_code_to_id.get(ENGLISH)
+        ids = tagged_ids(self.nmt_tokenizer, texts, lead, target)
         return self._truncate(ids, limit, what, keep_last=True)
+
+    def _decoder_lang_ids(self, tgt_lang, n):
+        """For a family whose decoder reads the language from its encoder (T5, Marian): the tag's id per row,
+        which the model encodes and puts before the decoder memory. None where the tag is in the labels."""
+        if self.nmt_target_lang is not None or language_control(self.nmt_family).target != "memory":
+            return None
+        return [[self.lang_code_to_id[tgt_lang]]] * n
 
     def _ot_ids(self, answers):
         """The English answers as the OT reference encoder reads them (`ot_vocabulary`)."""
@@ -207,18 +222,26 @@ class XBridgeProcessor(ProcessorMixin):
                 raise ValueError(f"got {len(targets)} targets for {len(texts)} texts: give one target per text")
             label_ids = self._nmt_ids(targets, tgt_lang, self.max_target_length, "targets", target=True)
             data["labels"], _ = self._pad(label_ids, -100)
+            decoder_lang_ids = self._decoder_lang_ids(tgt_lang, len(targets))
+            if decoder_lang_ids is not None:
+                data["decoder_lang_ids"] = decoder_lang_ids
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     def batch_decode(self, sequences, skip_special_tokens: bool = True, from_llm: bool = False, **kwargs):
         """Decode the decoder's output (NLLB ids), or the LLM's English (`from_llm=True`); a dict per language too."""
         if isinstance(sequences, dict):
             return {lang: self.batch_decode(ids, skip_special_tokens, from_llm, **kwargs) for lang, ids in sequences.items()}
-        tokenizer = self.llm_tokenizer if from_llm else self.nmt_tokenizer
-        return tokenizer.batch_decode(sequences, skip_special_tokens=skip_special_tokens, **kwargs)
+        if from_llm:
+            return self.llm_tokenizer.batch_decode(sequences, skip_special_tokens=skip_special_tokens, **kwargs)
+        return [self.decode(row, skip_special_tokens, **kwargs) for row in sequences]
 
     def decode(self, sequence, skip_special_tokens: bool = True, from_llm: bool = False, **kwargs):
-        tokenizer = self.llm_tokenizer if from_llm else self.nmt_tokenizer
-        return tokenizer.decode(sequence, skip_special_tokens=skip_special_tokens, **kwargs)
+        if from_llm:
+            return self.llm_tokenizer.decode(sequence, skip_special_tokens=skip_special_tokens, **kwargs)
+        if skip_special_tokens:  # language tags too: not every family's tokenizer marks them special (M2M100's)
+            tags = set(self.lang_code_to_id.values())
+            sequence = [i for i in (sequence.tolist() if hasattr(sequence, "tolist") else sequence) if i not in tags]
+        return self.nmt_tokenizer.decode(sequence, skip_special_tokens=skip_special_tokens, **kwargs)
 
     @property
     def model_input_names(self):

@@ -57,9 +57,13 @@ def _cut(rows: list, limit: int | None) -> list:
 
 
 def flores_sentences(source: str, lang: str) -> list[str]:
-    """devtest sentences of `lang` (NLLB code): `<folder>/<code>.devtest` or the Hub config `<code>`."""
+    """devtest sentences of `lang` (NLLB code): `<folder>/<code>.devtest` (a FLORES-101 folder's `<code101>.devtest`
+    too, through the tested code map: `kor_Hang` reads `kor.devtest`) or the Hub config `<code>`."""
     if _is_local(source):
-        return _read_lines(_require(Path(source) / f"{lang}.devtest", f"FLORES-200 has no {lang} in {source}"))
+        path, old = Path(source) / f"{lang}.devtest", languages.flores101_code(lang)
+        if not path.exists() and old is not None and (Path(source) / f"{old}.devtest").exists():
+            path = Path(source) / f"{old}.devtest"
+        return _read_lines(_require(path, f"FLORES-200 has no {lang} in {source}"))
     rows = _hub_split(source, lang, "devtest")  # e.g. openlanguagedata/flores_plus, facebook/flores
     column = "text" if "text" in rows.column_names else "sentence"
     return list(rows[column])

@@ -80,3 +80,49 @@ def parse_langs(spec: str | list[str]) -> list[str]:
 
 def short(nllb: str) -> str:
     return BY_NLLB[nllb].short
+
+
+# FLORES-101's file codes (its 101 languages, Chinese in two scripts) and the FLORES-200 / NLLB code of each. Most
+# FLORES-200 codes are the FLORES-101 code plus its script; these were renamed (a macrolanguage code became its
+# individual language: Arabic -> Standard Arabic, Persian -> Western Persian, ...). A map that guesses instead
+# (e.g. by the first NLLB code of the language) scores one language's output against another's references.
+FLORES101_CODES = (
+    "afr", "amh", "ara", "hye", "asm", "ast", "azj", "bel", "ben", "bos", "bul", "mya", "cat", "ceb", "zho_simpl",
+    "zho_trad", "hrv", "ces", "dan", "nld", "eng", "est", "tgl", "fin", "fra", "ful", "glg", "lug", "kat", "deu",
+    "ell", "guj", "hau", "heb", "hin", "hun", "isl", "ibo", "ind", "gle", "ita", "jpn", "jav", "kea", "kam", "kan",
+    "kaz", "khm", "kor", "kir", "lao", "lav", "lin", "lit", "luo", "ltz", "mkd", "msa", "mal", "mlt", "mri", "mar",
+    "mon", "npi", "nso", "nob", "nya", "oci", "ory", "orm", "pus", "fas", "pol", "por", "pan", "ron", "rus", "srp",
+    "sna", "snd", "slk", "slv", "som", "ckb", "spa", "swh", "tgk", "tam", "tel", "tha", "tur", "ukr", "umb", "urd",
+    "uzb", "vie", "cym", "wol", "xho", "yor", "zul",
+)
+FLORES101_RENAMED = {
+    "ara": "arb_Arab", "fas": "pes_Arab", "ful": "fuv_Latn", "lav": "lvs_Latn", "mon": "khk_Cyrl", "msa": "zsm_Latn",
+    "orm": "gaz_Latn", "pus": "pbt_Arab", "uzb": "uzn_Latn", "zho_simpl": "zho_Hans", "zho_trad": "zho_Hant",
+}
+
+
+def flores200_code(code101: str) -> str:
+    """The FLORES-200 (NLLB) code of a FLORES-101 code: `kor` -> `kor_Hang`, `zho_trad` -> `zho_Hant`."""
+    from languages_xbridge import NLLB_CODES  # noqa: PLC0415  (the bundle's list of NLLB-200 codes)
+
+    if code101 not in FLORES101_CODES:
+        raise ValueError(f"{code101!r} is not a FLORES-101 code; valid: {', '.join(FLORES101_CODES)}")
+    if code101 in FLORES101_RENAMED:
+        return FLORES101_RENAMED[code101]
+    (code,) = [c for c in NLLB_CODES if c.split("_")[0] == code101]  # one script each, checked by the tests
+    return code
+
+
+def flores101_code(code200: str) -> str | None:
+    """The FLORES-101 code of a FLORES-200 code, None for the 99 languages FLORES-101 does not have."""
+    return _FLORES101_BY_200.get(code200)
+
+
+def _flores101_by_200() -> dict[str, str]:
+    try:
+        return {flores200_code(code): code for code in FLORES101_CODES}
+    except (ImportError, ValueError):  # no NLLB code list in this transformers: the renamed ones at least
+        return {v: k for k, v in FLORES101_RENAMED.items()}
+
+
+_FLORES101_BY_200 = _flores101_by_200()

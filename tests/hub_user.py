@@ -15,8 +15,8 @@ LOAD_AND_GENERATE = """
     model = AutoModel.from_pretrained({repo!r}, trust_remote_code=True).eval()
     assert type(model) is type(AutoModelForSeq2SeqLM.from_pretrained({repo!r}, trust_remote_code=True))
     processor = AutoProcessor.from_pretrained({repo!r}, trust_remote_code=True)
-    batch = processor({questions!r}, src_lang="swh_Latn")
-    ids = model.generate(**batch, tgt_lang="swh_Latn", max_new_tokens=6)
+    batch = processor({questions!r}, src_lang={lang!r})
+    ids = model.generate(**batch, tgt_lang={lang!r}, max_new_tokens=6)
     print(json.dumps({{"ids": ids.tolist(), "class": type(model).__name__, "module": type(model).__module__,
                       "llm": model.config.llm_name_or_path, "stage": model.config.stage}}))
 """
@@ -32,10 +32,10 @@ def run_fresh_python(code: str, cwd: Path, env_extra: dict | None = None, timeou
     return result.stdout
 
 
-def load_and_generate(repo, questions: list[str], cwd: Path, env_extra: dict | None = None) -> dict:
-    """AutoModel + AutoProcessor from `repo` (a folder or Hub id) in a fresh process, greedy swh_Latn ids of
-    `questions`: {"ids", "class", "module", "llm", "stage"}."""
-    code = LOAD_AND_GENERATE.format(repo=str(repo), questions=questions)
+def load_and_generate(repo, questions: list[str], cwd: Path, env_extra: dict | None = None, lang: str = "swh_Latn") -> dict:
+    """AutoModel + AutoProcessor from `repo` (a folder or Hub id) in a fresh process, greedy `lang` ids of
+    `questions` (read in `lang`, written in `lang`): {"ids", "class", "module", "llm", "stage"}."""
+    code = LOAD_AND_GENERATE.format(repo=str(repo), questions=questions, lang=lang)
     return json.loads(run_fresh_python(code, cwd, env_extra).splitlines()[-1])
 
 

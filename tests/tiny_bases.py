@@ -87,6 +87,88 @@ def build_tiny_bilingual_nmt(path: Path, source: str = "spa_Latn", lines: int = 
     return path
 
 
+FAMILY_LANGS = ["eng_Latn", "deu_Latn", "fra_Latn", "swh_Latn"]
+NMT_SHAPE = dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
+                 encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=256, dropout=0.1,
+                 tie_word_embeddings=False, init_std=0.2)
+
+
+def _family_texts(lines: int = 120) -> list[str]:
+    return [line for lang in FAMILY_LANGS for line in (FLORES / f"{lang}.devtest").read_text(encoding="utf-8").splitlines()[:lines]]
+
+
+def _unigram_pieces(texts: list[str], specials: list[str], vocab_size: int = 800) -> list[tuple[str, float]]:
+    """(piece, score) of a Unigram model trained with `tokenizers`, the `specials` first: what the stock
+    SentencePiece-backed tokenizers of transformers 5 (mBART-50, T5) take as `vocab=`."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    unigram = Tokenizer(models.Unigram())
+    unigram.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    unigram.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                                               unk_token="<unk>", show_progress=False))
+    return [(piece, float(score)) for piece, score in json.loads(unigram.to_str())["model"]["vocab"]]
+
+
+def build_tiny_family_nmt(path: Path, family: str) -> Path:
+    """A tiny random NMT of one family with its stock tokenizer class, trained offline on FLORES text:
+    `m2m100` (M2M100Tokenizer: `__pt__` tags), `mbart50` (MBart50Tokenizer: `pt_XX`), `madlad` (T5 with MADLAD-400's
+    `<2pt>` pieces), `marian` (one joint vocabulary with Tatoeba-style `>>por<<` target tags)."""
+    import json
+
+    from transformers import (M2M100Tokenizer, MarianConfig, MarianMTModel, MarianTokenizer, MBart50Tokenizer,
+                              MBartConfig, MBartForConditionalGeneration, T5Config, T5ForConditionalGeneration,
+                              T5Tokenizer)
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    texts = _family_texts()
+    torch.manual_seed(3)
+    if family == "m2m100":
+        _train_spm(texts, 800, path, "sentencepiece")
+        pieces = json.loads((path / "sentencepiece.json").read_text())
+        vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+        for piece in sorted(pieces, key=pieces.get):
+            vocab.setdefault(piece, len(vocab))
+        (path / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+        (path / "sentencepiece.bpe.model").write_bytes((path / "sentencepiece.spm").read_bytes())
+        for leftover in ("sentencepiece.spm", "sentencepiece.json"):
+            (path / leftover).unlink()
+        tokenizer = M2M100Tokenizer(str(path / "vocab.json"), str(path / "sentencepiece.bpe.model"))
+        # its `__xx__` tags follow the vocabulary (neither len(tokenizer) nor get_vocab() counts them)
+        model = M2M100ForConditionalGeneration(M2M100Config(vocab_size=max(tokenizer.lang_token_to_id.values()) + 1, pad_token_id=1, bos_token_id=0,
+                                                            eos_token_id=2, decoder_start_token_id=2, scale_embedding=True,
+                                                            **NMT_SHAPE))
+    elif family == "mbart50":
+        tokenizer = MBart50Tokenizer(vocab=_unigram_pieces(texts, ["<unk>", "<s>", "</s>"]))
+        model = MBartForConditionalGeneration(MBartConfig(vocab_size=len(tokenizer), pad_token_id=1, bos_token_id=0,
+                                                          eos_token_id=2, decoder_start_token_id=2, **NMT_SHAPE))
+    elif family == "madlad":
+        tags = [f"<2{code}>" for code in ("en", "de", "fr", "sw", "pt")]
+        pieces = _unigram_pieces(texts, ["<pad>", "</s>", "<unk>", *tags])
+        tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0)
+        model = T5ForConditionalGeneration(T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2,
+                                                    num_heads=4, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+                                                    tie_word_embeddings=False, initializer_factor=2.0))
+    elif family == "marian":
+        _train_spm(texts, 800, path, "source")
+        vocab = json.loads((path / "source.json").read_text())
+        for tag in (">>eng<<", ">>deu<<", ">>fra<<", ">>swh<<", ">>por<<"):
+            vocab.setdefault(tag, len(vocab))
+        (path / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+        (path / "target.spm").write_bytes((path / "source.spm").read_bytes())
+        (path / "source.json").unlink()
+        tokenizer = MarianTokenizer(str(path / "source.spm"), str(path / "target.spm"), str(path / "vocab.json"))
+        model = MarianMTModel(MarianConfig(vocab_size=len(vocab), decoder_vocab_size=len(vocab), pad_token_id=2,
+                                           eos_token_id=0, decoder_start_token_id=2, **NMT_SHAPE))
+    else:
+        raise ValueError(f"unknown family {family!r}")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 def build_tiny_llm(path: Path, arch: str = "qwen2") -> Path:
     tokenizer = AutoTokenizer.from_pretrained(QWEN_TOKENIZER)
     shape = dict(

@@ -23,7 +23,7 @@ import os
 import torch
 from tqdm.auto import tqdm
 
-from configuration_xbridge import ENGLISH, nllb_lang_codes
+from configuration_xbridge import ENGLISH
 
 from .data import DataError, _lang_error, load_records
 
@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 
 class Translator:
-    """Batched NLLB translation from English, grouped by target language, longest-first inside a batch order.
+    """Batched translation from English (NLLB, or any family of `languages_xbridge.FAMILIES`), grouped by target
+    language, longest-first inside a batch order.
 
     `engine`: "transformers" (`generate()`) or "ctranslate2" (CTranslate2, converted once next to the checkpoint;
     `compute_type` float32 / int8 / int8_float16 / bfloat16 as the device allows): `nmt_engine.py`."""
@@ -47,7 +48,7 @@ class Translator:
                                 compute_type=compute_type)
         self.tokenizer = self.engine.tokenizer
         self.batch_size, self.num_beams, self.max_new_tokens = batch_size, num_beams, max_new_tokens
-        self.lang_codes = nllb_lang_codes(self.tokenizer)
+        self.lang_codes = self.engine.inputs.codes  # NLLB codes of the languages this NMT has tags for
 
     def check_lang(self, code: str, where: str) -> None:
         if code not in self.lang_codes:

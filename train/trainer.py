@@ -42,13 +42,14 @@ STAGES = {
 # Which side each tensor is padded on and with what (the processor pads to the batch's longest; the collator
 # merges language groups and rounds lengths up to a multiple of 8 for tensor cores).
 _LEFT_PADDED = {"prompt_ids", "prompt_attention_mask"}
+_NOT_A_SEQUENCE = {"decoder_lang_ids"}  # (B, 1): the target-language tag of a T5 / Marian NMT, never padded
 
 
 def _pad_values(processor) -> dict:
     nmt_pad, llm_pad = processor.nmt_tokenizer.pad_token_id, processor.llm_tokenizer.pad_token_id
     return {"input_ids": nmt_pad, "attention_mask": 0, "prompt_ids": llm_pad, "prompt_attention_mask": 0,
             "answer_ids": llm_pad, "answer_attention_mask": 0, "labels": -100, "ot_target_ids": nmt_pad,
-            "ot_target_attention_mask": 0}
+            "ot_target_attention_mask": 0, "decoder_lang_ids": nmt_pad}
 
 
 @dataclass
@@ -95,7 +96,7 @@ class XBridgeCollator:
         batch = {}
         for key in parts[0].keys():
             longest = max(part[key].shape[1] for part in parts)
-            m = self.pad_to_multiple_of
+            m = None if key in _NOT_A_SEQUENCE else self.pad_to_multiple_of
             length = (longest + m - 1) // m * m if m else longest
             padded = []
             for part in parts:

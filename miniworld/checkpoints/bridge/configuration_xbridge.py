@@ -1,16 +1,20 @@
 """XBridge configuration: an NLLB-200 (M2M100) translation model and a causal LLM joined by mapping layers.
 
 Part of the flat Hub bundle (`configuration_xbridge.py`, `modeling_xbridge.py`, `processing_xbridge.py`,
-`hub_xbridge.py`; the list is `hub_xbridge.BUNDLE_FILES`): only torch and transformers are imported here, so
-`trust_remote_code` loading needs nothing else. The bundle's lowest module: the others import from it, never the
-other way round.
+`hub_xbridge.py`, `languages_xbridge.py`; the list is `hub_xbridge.BUNDLE_FILES`): only torch and transformers are
+imported here, so `trust_remote_code` loading needs nothing else. Above `languages_xbridge.py` (the NMT families'
+language control), below the others: they import from it, never the other way round.
 """
 
 import difflib
-import json
 
 from transformers import AutoConfig, PreTrainedConfig
-from transformers.utils import cached_file, logging
+from transformers.utils import logging
+
+try:  # relative import for the Hub bundle; plain import when the project root is on sys.path
+    from .languages_xbridge import is_lang_code, language_control, nllb_lang_codes
+except ImportError:
+    from languages_xbridge import is_lang_code, language_control, nllb_lang_codes
 
 logger = logging.get_logger(__name__)
 
@@ -45,30 +49,6 @@ def _as_config(value, default_model_type: str, field: str):
     raise TypeError(f"`{field}` must be a PreTrainedConfig, a dict or None, got {type(value).__name__}")
 
 
-def is_lang_code(token: str) -> bool:
-    """NLLB language codes look like `swh_Latn`: 3 lowercase letters, '_', a 4-letter script."""
-    lang, _, script = str(token).partition("_")
-    return len(lang) == 3 and lang.isalpha() and lang.islower() and len(script) == 4 and script.isalpha() and script[0].isupper()
-
-
-def nllb_lang_codes(nmt, **hub_kwargs) -> dict[str, int]:
-    """NLLB language code -> token id: of an NLLB tokenizer, or of the NLLB checkpoint `nmt` (a folder or Hub id),
-    read from the `tokenizer.json` next to its weights (no tokenizer is built)."""
-    if hasattr(nmt, "get_added_vocab"):
-        added = nmt.get_added_vocab().items()
-    else:
-        try:
-            path = cached_file(nmt, "tokenizer.json", **hub_kwargs)
-        except OSError:
-            path = None
-        if path is None:
-            logger.warning(f"no tokenizer.json next to {nmt}: pass lang_code_to_id= to from_bases")
-            return {}
-        with open(path, encoding="utf-8") as f:
-            added = [(t["content"], t["id"]) for t in json.load(f).get("added_tokens", [])]
-    return {token: index for token, index in added if is_lang_code(token)}
-
-
 def suggest_codes(code: str, valid: list[str], n: int = 3) -> list[str]:
     """Closest valid language codes, case-insensitively (so 'swh_latn' suggests 'swh_Latn')."""
     lowered = {c.lower(): c for c in valid}
@@ -76,11 +56,12 @@ def suggest_codes(code: str, valid: list[str], n: int = 3) -> list[str]:
     return [lowered[c] for c in close]
 
 
-def unknown_lang_error(kind: str, code, valid: list[str]) -> ValueError:
+def unknown_lang_error(kind: str, code, valid: list[str], family: str = "nllb") -> ValueError:
     hint = suggest_codes(code, valid)
     did_you_mean = f" did you mean {', '.join(repr(h) for h in hint)}?" if hint else ""
+    tags = "" if family == "nllb" else f" (NLLB names of its {family} tags such as {language_control(family).example!r})"
     return ValueError(
-        f"unknown {kind} {code!r};{did_you_mean} the {len(valid)} valid codes are in "
+        f"unknown {kind} {code!r} for this {family} NMT;{did_you_mean} its {len(valid)} valid codes{tags} are in "
         f"`config.lang_code_to_id` (e.g. {', '.join(sorted(valid)[:5])}, ...)"
     )
 
@@ -117,7 +98,11 @@ class XBridgeConfig(PreTrainedConfig):
         dec_map_hidden_size (`int`): inner width of the two decoder-side blocks (default: 2 x LLM hidden size).
         llm_layer (`int`): index into the LLM's `hidden_states` whose states feed the decoder (-2: penultimate).
         lambda_llm, lambda_dec, lambda_ot (`float`): loss weights (paper: 1.0, 1.0, 6.0).
-        lang_code_to_id (`dict[str, int]`): NLLB language code -> NMT token id (validates `tgt_lang` without a tokenizer).
+        lang_code_to_id (`dict[str, int]`): NLLB language code -> the NMT's token id of that language's tag (its
+            family's spelling: `por_Latn` -> `__pt__`, `pt_XX`, `<2pt>`, `>>por<<`); validates `tgt_lang`.
+        nmt_family (`str`): how the NMT controls languages (`languages_xbridge.FAMILIES`): "nllb", "m2m100",
+            "mbart50" (tags lead the source and follow the decoder start), "madlad", "marian" (tags lead the
+            encoder input; the decoder side gets the encoder's states of the tag before its memory).
         encoder_fusion (`str`): how NLLB encoder layers are combined: "last" (paper), "global_softmax", "token_softmax".
         lambda_align (`float`): weight of the optional AlignX-style InfoNCE loss in stage 1 (AlignX: 0.3; 0 = off).
         lambda_lang (`float`): weight of the optional "same language?" matching loss in stage 1 (AlignX: 0.4; 0 = off).
@@ -147,6 +132,7 @@ class XBridgeConfig(PreTrainedConfig):
         lambda_dec: float = 1.0,
         lambda_ot: float = 6.0,
         lang_code_to_id: dict | None = None,
+        nmt_family: str = "nllb",
         encoder_fusion: str = "last",
         lambda_align: float = 0.0,
         lambda_lang: float = 0.0,
@@ -168,6 +154,8 @@ class XBridgeConfig(PreTrainedConfig):
         self.llm_layer = int(llm_layer)
         self.lambda_llm, self.lambda_dec, self.lambda_ot = float(lambda_llm), float(lambda_dec), float(lambda_ot)
         self.lang_code_to_id = {str(k): int(v) for k, v in (lang_code_to_id or {}).items()}
+        language_control(nmt_family)  # a clear error for an unknown family
+        self.nmt_family = nmt_family
         if encoder_fusion not in ENCODER_FUSIONS:
             raise ValueError(f"encoder_fusion={encoder_fusion!r} is not one of {ENCODER_FUSIONS}")
         self.encoder_fusion = encoder_fusion
@@ -215,8 +203,13 @@ class XBridgeConfig(PreTrainedConfig):
             check_implied_lang(kind, code, implied)
             return None
         if code not in self.lang_code_to_id:
-            raise unknown_lang_error(kind, code, list(self.lang_code_to_id))
+            raise unknown_lang_error(kind, code, list(self.lang_code_to_id), self.nmt_family)
         return self.lang_code_to_id[code]
+
+    @property
+    def language_control(self):
+        """Where this bridge's NMT family puts language tags (`languages_xbridge.LanguageControl`)."""
+        return language_control(self.nmt_family)
 
 
 __all__ = ["ENGLISH", "XBridgeConfig", "check_implied_lang", "implied_langs", "is_lang_code", "nllb_lang_codes"]

@@ -11,18 +11,22 @@ import shutil
 
 import torch
 from huggingface_hub import ModelCard, ModelCardData
-from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
-from transformers.utils import cached_file
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers.utils import cached_file, logging
 
 try:  # relative import for the Hub bundle; plain import when the project root is on sys.path
-    from .configuration_xbridge import ENGLISH, XBridgeConfig, nllb_lang_codes
+    from .configuration_xbridge import ENGLISH, XBridgeConfig
+    from .languages_xbridge import detect_family, language_control
 except ImportError:
-    from configuration_xbridge import ENGLISH, XBridgeConfig, nllb_lang_codes
+    from configuration_xbridge import ENGLISH, XBridgeConfig
+    from languages_xbridge import detect_family, language_control
 
+logger = logging.get_logger(__name__)
 BRIDGE_WEIGHTS_NAME = "model.safetensors"
 HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only")  # where and which revision to load from
 # The remote code of a bridge: every checkpoint carries these files, byte for byte the package's own.
-BUNDLE_FILES = ("configuration_xbridge.py", "modeling_xbridge.py", "processing_xbridge.py", "hub_xbridge.py")
+BUNDLE_FILES = ("configuration_xbridge.py", "modeling_xbridge.py", "processing_xbridge.py", "hub_xbridge.py",
+                "languages_xbridge.py")
 
 
 def write_bundle(folder: str | os.PathLike) -> list[str]:
@@ -52,25 +56,35 @@ class XBridgeHubMixin:
     def from_bases(cls, nmt_name_or_path, llm_name_or_path, dtype=None, device_map=None, lang_code_to_id=None, **config_overrides):
         """A new bridge from two pretrained checkpoints (Hub ids or folders), bridge weights freshly initialised.
 
-        The NMT is any seq2seq checkpoint `AutoModelForSeq2SeqLM` loads (NLLB; a bilingual Marian-style model with
-        `nmt_source_lang=` / `nmt_target_lang=` naming its implied languages; `trust_remote_code=True` for one that
-        brings its own code). `lang_code_to_id` defaults to every `xxx_Yyyy` special token of the NLLB tokenizer
-        found next to the NLLB weights (none for a bilingual NMT).
+        The NMT is any seq2seq checkpoint `AutoModelForSeq2SeqLM` loads: NLLB, M2M100, mBART-50, T5 (MADLAD-400),
+        Marian (multi-target with `>>por<<` tags, or bilingual with `nmt_source_lang=` / `nmt_target_lang=` naming
+        its implied languages; `trust_remote_code=True` for one that brings its own code). `nmt_family=` overrides
+        the family its tokenizer tells (`languages_xbridge.FAMILIES`); `lang_code_to_id` defaults to every language
+        the NMT's tokenizer has a tag for, by NLLB code (none for a bilingual NMT).
         """
         base_kwargs = {k: config_overrides.pop(k) for k in HUB_KWARGS + ("trust_remote_code",) if k in config_overrides}
         nmt = AutoModelForSeq2SeqLM.from_pretrained(nmt_name_or_path, dtype=dtype, device_map=device_map, **base_kwargs)
         llm = AutoModelForCausalLM.from_pretrained(llm_name_or_path, dtype=dtype, device_map=device_map, **base_kwargs)
-        base_kwargs.pop("trust_remote_code", None)
+        family = config_overrides.pop("nmt_family", None)
         if config_overrides.get("nmt_target_lang") is not None:
             lang_code_to_id = lang_code_to_id or {}  # bilingual: no language tokens to look up
         if lang_code_to_id is None:
-            lang_code_to_id = nllb_lang_codes(nmt_name_or_path, **base_kwargs)
+            # The tokenizer tells the family (NLLB and M2M100 share an architecture) and holds its tags.
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(nmt_name_or_path, **base_kwargs)
+            except (OSError, ValueError) as err:  # weights without a tokenizer: pass lang_code_to_id= yourself
+                logger.warning(f"no tokenizer loads from {nmt_name_or_path} ({err}): the bridge knows no language tags")
+                tokenizer = None
+            family = family or detect_family(tokenizer, nmt.config.model_type)
+            lang_code_to_id = language_control(family).lang_codes(tokenizer) if tokenizer is not None else {}
+        base_kwargs.pop("trust_remote_code", None)
         config = XBridgeConfig(
             nmt_config=nmt.config,
             llm_config=llm.config,
             nmt_name_or_path=nmt_name_or_path,
             llm_name_or_path=llm_name_or_path,
             lang_code_to_id=lang_code_to_id,
+            nmt_family=family or detect_family(None, nmt.config.model_type),
             **config_overrides,
         )
         return cls._around_bases(config, nmt, llm)

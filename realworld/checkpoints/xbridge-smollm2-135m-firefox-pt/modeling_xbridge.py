@@ -184,7 +184,7 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
     # gradient accumulation themselves (otherwise `**kwargs` in forward() makes them assume it is pre-scaled).
     accepts_loss_kwargs = False
     # The one declared place for what trains at each stage (paper, Table "three stages"): name prefixes of
-    # parameters. `cross_attention` expands to every NLLB decoder layer's encoder_attn and its layer norm.
+    # parameters. `cross_attention` expands to every NMT decoder layer's cross-attention and its layer norm.
     # The optional encoder fusion trains with the encoder-side mapping; the optional "same language?" head
     # trains in stage 1 with the alignment loss.
     STAGE_TRAINABLE = {
@@ -192,7 +192,7 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
         2: ("enc_map", "boundary", "encoder_fusion"),
         3: ("dec_map", "cross_attention"),
     }
-    CROSS_ATTENTION_PARTS = ("encoder_attn.", "encoder_attn_layer_norm.")
+    CROSS_ATTENTION_PARTS = ("encoder_attn", "encoder_attn_layer_norm")
 
     def __init__(self, config: XBridgeConfig, nmt: PreTrainedModel | None = None, llm: PreTrainedModel | None = None):
         super().__init__(config)
@@ -219,14 +219,33 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
         # `logits_to_keep` hand the LM heads (22 s instead of 0.04 s for a 151936 x 896 head at batch 16).
         for head in (self.llm.get_output_embeddings(), self.nmt.get_output_embeddings()):
             head.register_forward_pre_hook(_contiguous_input)
-        # the NMT decoder's layers, by parameter name (NLLB, Marian: `nmt.model.decoder.layers.`)
-        names = {module: name for name, module in self.nmt.named_modules()}
-        self._decoder_layers_prefix = f"nmt.{names[self.nmt.get_decoder()]}.layers."
+        # the parameter-name prefixes of the decoder's cross-attention sublayers (`cross_attention_modules`)
+        names = {module: name for name, module in self.named_modules()}
+        self._cross_attention_prefixes = tuple(f"{names[m]}." for m in self.cross_attention_modules())
         self.set_stage(None)
 
     # ------------------------------------------------------------------ what trains
+    def cross_attention_modules(self) -> list[nn.Module]:
+        """The NMT decoder's cross-attention and its norm in every layer, whatever the family names them: BART-style
+        decoders (NLLB, M2M100, mBART, Marian) `encoder_attn` + `encoder_attn_layer_norm`; T5 a `T5LayerCrossAttention`
+        sublayer (its `EncDecAttention` and norm). The layers are the decoder's one ModuleList of its layer count."""
+        decoder = self.nmt.get_decoder()
+        layers = [m for m in decoder.children() if isinstance(m, nn.ModuleList) and len(m) > 0]
+        if len(layers) != 1:
+            raise ValueError(f"cannot find the decoder layers of {type(decoder).__name__}: expected one ModuleList "
+                             f"directly under it, found {len(layers)}")
+        found = []
+        for layer in layers[0]:
+            for name, module in layer.named_modules():
+                if name.rsplit(".", 1)[-1] in self.CROSS_ATTENTION_PARTS or type(module).__name__.endswith("LayerCrossAttention"):
+                    found.append(module)
+        if not found:
+            raise ValueError(f"no cross-attention found in the layers of {type(decoder).__name__} (looked for "
+                             f"{self.CROSS_ATTENTION_PARTS} and *LayerCrossAttention sublayers)")
+        return found
+
     def _is_cross_attention(self, name: str) -> bool:
-        return name.startswith(self._decoder_layers_prefix) and any(p in name for p in self.CROSS_ATTENTION_PARTS)
+        return name.startswith(self._cross_attention_prefixes)
 
     def _matches(self, name: str, prefixes) -> bool:
         return any(
@@ -252,9 +271,8 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
     def keep_cross_attention_fp32(self) -> None:
         """Over bf16 bases, the decoder cross-attention (a bridge weight) stays fp32 for training and loading."""
         if self.nmt.dtype != torch.float32:
-            for layer in self.nmt.get_decoder().layers:
-                run_in_fp32(layer.encoder_attn, self.nmt.dtype)
-                run_in_fp32(layer.encoder_attn_layer_norm, self.nmt.dtype)
+            for module in self.cross_attention_modules():
+                run_in_fp32(module, self.nmt.dtype)
 
     def trainable_parameter_names(self) -> list[str]:
         return [n for n, p in self.named_parameters() if p.requires_grad]
@@ -437,6 +455,7 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
         decoder_input_ids=None,
         ot_target_ids=None,
         ot_target_attention_mask=None,
+        decoder_lang_ids=None,
         return_dict=True,
         **kwargs,
     ) -> XBridgeOutput:
@@ -468,9 +487,8 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
         out.decoder_memory = self.map_to_memory(llm.answer_states)  # (B, La, d_nmt)
         out.decoder_memory_mask = (llm.answer_targets != -100).long()
         if labels is not None:
-            out.decoder_logits, out.loss_dec = self._decoder_loss(
-                out.decoder_memory, out.decoder_memory_mask, labels, decoder_input_ids
-            )
+            memory, memory_mask = self.with_language_memory(out.decoder_memory, out.decoder_memory_mask, decoder_lang_ids)
+            out.decoder_logits, out.loss_dec = self._decoder_loss(memory, memory_mask, labels, decoder_input_ids)
         if ot_target_ids is not None:
             out.ot_target_states, out.ot_target_mask, out.loss_ot = self._ot_term(
                 ot_target_ids, ot_target_attention_mask, out.decoder_memory, out.decoder_memory_mask
@@ -503,6 +521,21 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
             align_states=captured_align[0] if align else None,
             is_source=is_source,
         )
+
+    def with_language_memory(self, memory, memory_mask, decoder_lang_ids):
+        """For an NMT whose decoder reads the target language from its encoder (T5 / MADLAD, Marian `>>por<<`;
+        `languages_xbridge`): the frozen encoder's states of `[tag, </s>]` before the mapped memory, so the decoder
+        finds the language where it learned to look. Other families carry the tag in the decoder input: unchanged."""
+        if self.config.language_control.target != "memory" or self.config.nmt_target_lang is not None:
+            return memory, memory_mask
+        if decoder_lang_ids is None:
+            raise ValueError(f"this {self.config.nmt_family} NMT's decoder reads the target language from its "
+                             "encoder: pass decoder_lang_ids (B, 1), the tag ids the processor returns with targets=")
+        eos = torch.full_like(decoder_lang_ids, self.config.nmt_config.eos_token_id)
+        tags = torch.cat([decoder_lang_ids, eos], dim=1)  # (B, 2)
+        with torch.no_grad():
+            states = self.memory_encoder()(input_ids=tags, attention_mask=torch.ones_like(tags)).last_hidden_state
+        return torch.cat([states.to(memory.dtype), memory], dim=1), torch.cat([torch.ones_like(tags), memory_mask], dim=1)
 
     def _decoder_loss(self, memory, memory_mask, labels, decoder_input_ids=None):
         """The NMT's decoder reading the memory, teacher-forced on `labels`: (logits (B, Ly, V_nmt), cross-entropy).
@@ -640,12 +673,17 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
         """Phase 2: the NMT decoder writes each language from the same memory, all languages in one batch."""
         B, K = memory.shape[0], len(tgt_langs)
         codes = [self.config.lang_id(lang) for lang in tgt_langs]  # None: a bilingual NMT's implied language
-        prefix = torch.tensor([[self.decoder_start_id] + ([] if code is None else [code]) for code in codes],
-                              device=memory.device)  # (K, 2): `</s> tgt_code`, like forced_bos; (K, 1) implied
+        in_decoder = self.config.language_control.target == "decoder"
+        prefix = torch.tensor([[self.decoder_start_id] + ([code] if in_decoder and code is not None else [])
+                               for code in codes], device=memory.device)  # (K, 2): `</s> tgt_code`, like forced_bos
         decoder_input_ids = prefix.repeat_interleave(B, dim=0)
+        memory, memory_mask = memory.repeat(K, 1, 1), memory_mask.repeat(K, 1)
+        if not in_decoder and codes[0] is not None:  # T5, Marian: the tag's encoder states lead the memory
+            tags = torch.tensor(codes, device=memory.device).repeat_interleave(B).unsqueeze(1)
+            memory, memory_mask = self.with_language_memory(memory, memory_mask, tags)
         out = self.nmt.generate(
-            encoder_outputs=BaseModelOutput(last_hidden_state=memory.to(self.nmt.dtype).repeat(K, 1, 1)),
-            attention_mask=memory_mask.repeat(K, 1),
+            encoder_outputs=BaseModelOutput(last_hidden_state=memory.to(self.nmt.dtype)),
+            attention_mask=memory_mask,
             decoder_input_ids=decoder_input_ids,
             **nmt_kwargs,
         )
