@@ -72,11 +72,12 @@ def test_write_bundle(tmp_path):
 
 @pytest.mark.parametrize("name", BUNDLE_FILES)
 def test_bundle_modules_need_only_torch_and_transformers(name):
-    """The flat bundle imports torch, transformers (and what they bring) and its own files, relatively."""
+    """The flat bundle imports torch, transformers (and what they bring), a few standard modules and its own files,
+    relatively."""
     import re
 
     source = (ROOT / name).read_text(encoding="utf-8")
     imported = set(re.findall(r"^\s*(?:from|import)\s+([A-Za-z_][\w]*)", source, flags=re.MULTILINE))
     own = {Path(n).stem for n in BUNDLE_FILES}
     assert imported <= {"torch", "transformers", "safetensors", "huggingface_hub", "json", "os", "shutil", "difflib",
-                        "warnings", "contextlib", "dataclasses", "typing", *own}, imported
+                        "warnings", "contextlib", "dataclasses", "typing", "re", *own}, imported

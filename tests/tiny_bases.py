@@ -169,6 +169,18 @@ def build_tiny_family_nmt(path: Path, family: str) -> Path:
     return path
 
 
+# arch: (config class, model class, what the family needs beyond the shared shape)
+OTHER_LLMS = {
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", dict(head_dim=8)),
+    "mistral": ("MistralConfig", "MistralForCausalLM", dict(head_dim=8)),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", dict(head_dim=8, query_pre_attn_scalar=8)),
+    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", dict(head_dim=8, query_pre_attn_scalar=8, sliding_window=16)),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {}),
+    "olmo2": ("Olmo2Config", "Olmo2ForCausalLM", {}),
+    "cohere": ("CohereConfig", "CohereForCausalLM", dict(logit_scale=0.5)),
+}
+
+
 def build_tiny_llm(path: Path, arch: str = "qwen2") -> Path:
     tokenizer = AutoTokenizer.from_pretrained(QWEN_TOKENIZER)
     shape = dict(
@@ -184,6 +196,12 @@ def build_tiny_llm(path: Path, arch: str = "qwen2") -> Path:
         config, cls = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=3, n_head=4, n_positions=512,
                                  bos_token_id=151643, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                                  tie_word_embeddings=False, initializer_range=0.2), GPT2LMHeadModel
+    elif arch in OTHER_LLMS:  # the other causal-LM families the bridge composes (tests/test_llm_families.py)
+        import transformers
+
+        config_name, model_name, extra = OTHER_LLMS[arch]
+        config = getattr(transformers, config_name)(**shape, **extra)
+        cls = getattr(transformers, model_name)
     else:
         config, cls = (Qwen2Config(**shape), Qwen2ForCausalLM) if arch == "qwen2" else (LlamaConfig(**shape), LlamaForCausalLM)
     torch.manual_seed(1)

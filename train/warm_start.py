@@ -52,7 +52,9 @@ def aligned_states(model, processor, texts: list[str], src_lang: str = "eng_Latn
     llm_tok, nmt_tok = processor.llm_tokenizer, processor.nmt_tokenizer
     if not getattr(llm_tok, "is_fast", False):
         raise ValueError("the warm start aligns characters through the LLM tokenizer's offsets: it needs a fast tokenizer")
-    embed = model.llm.get_input_embeddings().weight
+    # The embedding module, not its weight rows: Gemma's scales its rows by sqrt(hidden) (transformers 5 does it in
+    # the module), and the mapped source must land where the LLM's own token embeddings are.
+    embed = model.llm.get_input_embeddings()
     xs, ys = [], []
     with torch.inference_mode():
         for s in range(0, len(texts), batch_size):
@@ -71,7 +73,7 @@ def aligned_states(model, processor, texts: list[str], src_lang: str = "eng_Latn
                     over = [llm_ids[j] for j, (a, b) in enumerate(offsets) if a < span[1] and b > span[0]]
                     if over:
                         xs.append(states[row, start + i])
-                        ys.append(embed[over].float().mean(0))
+                        ys.append(embed(torch.tensor(over)).float().mean(0))
     if not xs:
         raise ValueError("no source piece could be aligned with the LLM's tokens: the warm start needs English texts")
     return torch.stack(xs), torch.stack(ys)
