@@ -154,9 +154,10 @@ def _batches(lengths: list[int], size: int):
     return [order[s:s + size] for s in range(0, len(order), size)]
 
 
-def load_bridge(folder: str | Path = SHIPPED):
+def load_bridge(folder: str | Path = SHIPPED, **load_kwargs):
     """(model, processor) of a bridge trained here (the shipped one by default), its bases from the cache
-    (fetched and converted first when needed): the bases are passed by folder, as any machine's cache differs."""
+    (fetched and converted first when needed): the bases are passed by folder, as any machine's cache differs.
+    `load_kwargs` go to `from_pretrained` (e.g. `llm_quantization="int8"`)."""
     import torch
     from transformers import AutoModel
 
@@ -164,7 +165,7 @@ def load_bridge(folder: str | Path = SHIPPED):
 
     nmt, llm = bases.ensure_converted(bases.BRIDGE_NMT), bases.ensure_converted(LLM)
     model = AutoModel.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32,
-                                      nmt_name_or_path=str(nmt), llm_name_or_path=str(llm))
+                                      nmt_name_or_path=str(nmt), llm_name_or_path=str(llm), **load_kwargs)
     return model.eval(), XBridgeProcessor.from_pretrained(folder)
 
 

@@ -80,4 +80,4 @@ def test_bundle_modules_need_only_torch_and_transformers(name):
     imported = set(re.findall(r"^\s*(?:from|import)\s+([A-Za-z_][\w]*)", source, flags=re.MULTILINE))
     own = {Path(n).stem for n in BUNDLE_FILES}
     assert imported <= {"torch", "transformers", "safetensors", "huggingface_hub", "json", "os", "shutil", "difflib",
-                        "warnings", "contextlib", "dataclasses", "typing", "re", *own}, imported
+                        "warnings", "contextlib", "dataclasses", "typing", "re", "importlib", *own}, imported

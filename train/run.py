@@ -64,6 +64,11 @@ class XBridgeArguments:
     align_layer: int | None = field(default=None, metadata={"help": "LLM layer of the alignment terms"})
     base_dtype: str = field(default="bfloat16", metadata={
         "help": "dtype of the frozen bases (bfloat16, float32, auto); trainable weights are always fp32"})
+    llm_quantization: str = field(default="none", metadata={
+        "help": "load the frozen LLM quantised: none, int8 (bitsandbytes on CUDA, torchao weight-only on CPU), nf4 "
+                "(bitsandbytes 4-bit, CUDA); the saved bridge is the same either way"})
+    nmt_quantization: str = field(default="none", metadata={
+        "help": "the same for the frozen NMT (its decoder cross-attention, a bridge weight, stays in float)"})
     total_batch_size: int | None = field(default=None, metadata={
         "help": "effective batch (the paper: 128): sets gradient_accumulation_steps from the per-device batch "
                 "and the number of processes"})
@@ -189,9 +194,10 @@ def build_model_and_processor(stage_key: str, xargs):
         raise ValueError(f"--base_dtype {xargs.base_dtype!r}: use bfloat16, float32, float16 or auto")
     preset = STAGES[stage_key]
     lambdas = stage_lambdas(stage_key, xargs)
+    quantization = {"llm_quantization": xargs.llm_quantization, "nmt_quantization": xargs.nmt_quantization}
     if preset["from_bases"]:
         if xargs.model_name_or_path and not (xargs.nmt_name_or_path or xargs.llm_name_or_path):
-            model = XBridgeForConditionalGeneration.from_pretrained(xargs.model_name_or_path, dtype=dtype)
+            model = XBridgeForConditionalGeneration.from_pretrained(xargs.model_name_or_path, dtype=dtype, **quantization)
             processor = XBridgeProcessor.from_pretrained(xargs.model_name_or_path)
         else:
             if not (xargs.nmt_name_or_path and xargs.llm_name_or_path):
@@ -204,7 +210,7 @@ def build_model_and_processor(stage_key: str, xargs):
                          if getattr(xargs, k) is not None}
             model = XBridgeForConditionalGeneration.from_bases(xargs.nmt_name_or_path, xargs.llm_name_or_path,
                                                                dtype=dtype, trust_remote_code=xargs.trust_remote_code,
-                                                               **options)
+                                                               **quantization, **options)
             processor = XBridgeProcessor.from_bases(xargs.nmt_name_or_path, xargs.llm_name_or_path,
                                                     trust_remote_code=xargs.trust_remote_code, **languages)
     else:
@@ -212,7 +218,7 @@ def build_model_and_processor(stage_key: str, xargs):
             raise ValueError(f"{stage_key} continues a trained bridge: give --model_name_or_path (the previous "
                              "stage's output folder or Hub repo)")
         model = XBridgeForConditionalGeneration.from_pretrained(xargs.model_name_or_path, dtype=dtype,
-                                                                trust_remote_code=xargs.trust_remote_code)
+                                                                trust_remote_code=xargs.trust_remote_code, **quantization)
         processor = XBridgeProcessor.from_pretrained(xargs.model_name_or_path)
     model.config.lambda_llm, model.config.lambda_dec, model.config.lambda_ot = lambdas
     if not preset["from_bases"]:

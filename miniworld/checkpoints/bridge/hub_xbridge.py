@@ -48,23 +48,69 @@ def write_bundle(folder: str | os.PathLike) -> list[str]:
     return written
 
 
+BASE_QUANTIZATIONS = ("none", "int8", "nf4")
+# The NMT's decoder cross-attention is a bridge weight (it trains in stages 1 and 3): never quantised.
+NMT_KEEP_FLOAT = (r".*encoder_attn", r".*EncDecAttention")
+
+
+def base_quantization(kind: str | None, device_map=None, keep_float=None):
+    """A transformers `quantization_config` for a frozen base, or None (`kind` "none"): "int8" is bitsandbytes
+    8-bit on a CUDA GPU and torchao's int8 weight-only on CPU (transformers' `TorchAoConfig`; bitsandbytes has no
+    CPU kernels for training, and torchao's int8 tensors pass gradients to their inputs, which the encoder-side
+    mapping needs); "nf4" is bitsandbytes 4-bit NormalFloat (QLoRA-style, CUDA only). Gradients flow through a
+    quantised frozen LLM; `keep_float` names modules (regexes) left unquantised."""
+    import importlib
+
+    from transformers import BitsAndBytesConfig, TorchAoConfig
+
+    if kind in (None, "none"):
+        return None
+    if kind not in BASE_QUANTIZATIONS:
+        raise ValueError(f"quantization {kind!r} is not one of {BASE_QUANTIZATIONS}")
+    on_cpu = not torch.cuda.is_available() or str(device_map).startswith("cpu")
+    skip = list(keep_float or [])
+    if kind == "nf4":
+        if on_cpu:
+            raise ValueError("nf4 (bitsandbytes 4-bit) needs a CUDA GPU; on CPU use 'int8' (torchao weight-only)")
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
+                                  bnb_4bit_use_double_quant=True, llm_int8_skip_modules=skip or None)
+    if not on_cpu:
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip or None)
+    try:  # an optional dependency (`pip install "xbridge[quant]"`), imported by name to keep the bundle's imports
+        config = importlib.import_module("torchao.quantization").Int8WeightOnlyConfig()
+    except ImportError as err:
+        raise ImportError("int8 bases on CPU need torchao: pip install \"torchao>=0.13\" (or xbridge[quant])") from err
+    return TorchAoConfig(config, modules_to_not_convert=skip or None)
+
+
+def _quantized(quantization_config) -> dict:
+    return {} if quantization_config is None else {"quantization_config": quantization_config}
+
+
 class XBridgeHubMixin:
     """Building, saving and loading for `XBridgeForConditionalGeneration`: listed first among its bases, so these
     override `PreTrainedModel`'s, which they call through `super()`."""
 
     @classmethod
-    def from_bases(cls, nmt_name_or_path, llm_name_or_path, dtype=None, device_map=None, lang_code_to_id=None, **config_overrides):
+    def from_bases(cls, nmt_name_or_path, llm_name_or_path, dtype=None, device_map=None, lang_code_to_id=None,
+                   llm_quantization="none", nmt_quantization="none", **config_overrides):
         """A new bridge from two pretrained checkpoints (Hub ids or folders), bridge weights freshly initialised.
 
         The NMT is any seq2seq checkpoint `AutoModelForSeq2SeqLM` loads: NLLB, M2M100, mBART-50, T5 (MADLAD-400),
         Marian (multi-target with `>>por<<` tags, or bilingual with `nmt_source_lang=` / `nmt_target_lang=` naming
         its implied languages; `trust_remote_code=True` for one that brings its own code). `nmt_family=` overrides
         the family its tokenizer tells (`languages_xbridge.FAMILIES`); `lang_code_to_id` defaults to every language
-        the NMT's tokenizer has a tag for, by NLLB code (none for a bilingual NMT).
+        the NMT's tokenizer has a tag for, by NLLB code (none for a bilingual NMT). `llm_quantization` /
+        `nmt_quantization` ("none", "int8", "nf4": `base_quantization`) load a frozen base quantised; the bridge
+        stays in float and references the bases as usual, so a bridge trained on int8 bases loads on float ones.
         """
         base_kwargs = {k: config_overrides.pop(k) for k in HUB_KWARGS + ("trust_remote_code",) if k in config_overrides}
-        nmt = AutoModelForSeq2SeqLM.from_pretrained(nmt_name_or_path, dtype=dtype, device_map=device_map, **base_kwargs)
-        llm = AutoModelForCausalLM.from_pretrained(llm_name_or_path, dtype=dtype, device_map=device_map, **base_kwargs)
+        nmt = AutoModelForSeq2SeqLM.from_pretrained(
+            nmt_name_or_path, dtype=dtype, device_map=device_map, **base_kwargs,
+            **_quantized(base_quantization(nmt_quantization, device_map, NMT_KEEP_FLOAT)))
+        llm = AutoModelForCausalLM.from_pretrained(
+            llm_name_or_path, dtype=dtype, device_map=device_map, **base_kwargs,
+            **_quantized(base_quantization(llm_quantization, device_map)))
         family = config_overrides.pop("nmt_family", None)
         if config_overrides.get("nmt_target_lang") is not None:
             lang_code_to_id = lang_code_to_id or {}  # bilingual: no language tokens to look up
@@ -139,6 +185,7 @@ class XBridgeHubMixin:
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """Bridge-only checkpoints load the bases by name first, then the bridge; full ones load as usual."""
         config = kwargs.pop("config", None)
+        quantization = {k: kwargs.pop(k, "none") for k in ("nmt_quantization", "llm_quantization")}
         hub_kwargs = {k: kwargs[k] for k in HUB_KWARGS + ("subfolder",) if k in kwargs}
         if not isinstance(config, XBridgeConfig):
             # AutoModel with remote code may hand in the config as an instance of another copy of this class (the
@@ -149,6 +196,9 @@ class XBridgeHubMixin:
             else:
                 config = XBridgeConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
         if not config.bridge_only:
+            if set(quantization.values()) != {"none"}:
+                raise ValueError(f"{quantization}: quantised bases load with a bridge-only checkpoint (this one holds "
+                                 "the bases' weights); save it with bridge_only=True")
             return super().from_pretrained(pretrained_model_name_or_path, *args, config=config, **kwargs)
         base_kwargs = {k: v for k, v in hub_kwargs.items() if k not in ("subfolder", "revision")}  # revision: the bridge's
         base_kwargs.update({k: kwargs[k] for k in ("device_map", "attn_implementation", "trust_remote_code") if k in kwargs})
@@ -156,8 +206,11 @@ class XBridgeHubMixin:
         for key in ("nmt_name_or_path", "llm_name_or_path"):  # an explicit base wins over the saved reference
             name = kwargs.pop(key, None) or resolve_base(getattr(config, key), pretrained_model_name_or_path, key)
             setattr(config, key, name)
-        nmt = AutoModelForSeq2SeqLM.from_pretrained(config.nmt_name_or_path, **base_kwargs)
-        llm = AutoModelForCausalLM.from_pretrained(config.llm_name_or_path, **base_kwargs)
+        device_map = base_kwargs.get("device_map")
+        nmt = AutoModelForSeq2SeqLM.from_pretrained(config.nmt_name_or_path, **base_kwargs, **_quantized(
+            base_quantization(quantization["nmt_quantization"], device_map, NMT_KEEP_FLOAT)))
+        llm = AutoModelForCausalLM.from_pretrained(config.llm_name_or_path, **base_kwargs, **_quantized(
+            base_quantization(quantization["llm_quantization"], device_map)))
         check_bases_match(config, nmt.config, llm.config)
         model = cls._around_bases(config, nmt, llm)
         weights = cached_file(pretrained_model_name_or_path, BRIDGE_WEIGHTS_NAME, **hub_kwargs)
