@@ -290,3 +290,14 @@ def test_stage1_then_stage3_from_the_cli_on_a_t5_nmt(nmts, tiny_bases, tmp_path)
                       str(tmp_path / "s1"), "--train_file", str(task), *common(tmp_path / "s3", 4)])
     assert again.model.config.nmt_family == "madlad"
     assert XBridgeProcessor.from_pretrained(tmp_path / "s3").nmt_family == "madlad"
+
+
+@pytest.mark.parametrize("family", ["madlad", "mbart50"])
+def test_encoder_fusion_reads_every_layer_of_any_encoder(nmts, tiny_bases, family):
+    """The multi-layer fusion option over a T5 encoder (whose config names its depth `num_layers`) and a BART-style
+    one: one weight per hidden state (embeddings + each layer), and the stage-1 loss is finite."""
+    model = XBridgeForConditionalGeneration.from_bases(nmts[family], tiny_bases["llm"], encoder_fusion="global_softmax")
+    processor = XBridgeProcessor.from_bases(nmts[family], tiny_bases["llm"])
+    assert model.encoder_fusion.layer_logits.numel() == 3  # 2 layers + the embeddings
+    batch = processor(TEXTS, src_lang="deu_Latn", prompt=False, answers=ANSWERS, targets=TARGETS, tgt_lang="fra_Latn")
+    assert torch.isfinite(model(**batch).loss)

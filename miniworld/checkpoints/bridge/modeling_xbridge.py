@@ -207,7 +207,10 @@ class XBridgeForConditionalGeneration(XBridgeHubMixin, XBridgePreTrainedModel, G
         self.encoder_fusion = None
         if config.encoder_fusion != "last":
             nmt_cfg = config.nmt_config
-            self.encoder_fusion = EncoderFusion(config.encoder_fusion, nmt_cfg.encoder_layers + 1, d_nmt, nmt_cfg.encoder_attention_heads)
+            # BART-style configs name the encoder's depth and heads; T5's has one depth and head count for both
+            layers = getattr(nmt_cfg, "encoder_layers", None) or nmt_cfg.num_layers
+            heads = getattr(nmt_cfg, "encoder_attention_heads", None) or nmt_cfg.num_heads
+            self.encoder_fusion = EncoderFusion(config.encoder_fusion, layers + 1, d_nmt, heads)
         # "same language?" classifier over a pair of pooled sentence vectors [a, b, |a - b|, a * b]
         self.lang_head = nn.Linear(4 * d_llm, 1) if config.lambda_lang > 0 else None
         self._ot_loss_fn = None
