@@ -10,7 +10,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from modeling_xbridge import XBridgeForConditionalGeneration
 from processing_xbridge import XBridgeProcessor
-from tiny_bases import build_tiny_bilingual_nmt, seeded_bridge
+from tiny_bases import build_tiny_bilingual_nmt, quick_train_args, seeded_bridge
 
 LANG = "spa_Latn"
 TEXTS = ["El gato duerme en la casa.", "Mañana vamos al mercado con mis amigos."]
@@ -156,16 +156,10 @@ def test_stage1_then_stage3_from_the_cli_on_a_bilingual_nmt(bilingual, tiny_base
     data = tmp_path / "tri.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
-    def common(out, steps):
-        return ["--output_dir", str(out), "--max_steps", str(steps), "--per_device_train_batch_size", "2",
-                "--learning_rate", "3e-3", "--warmup_steps", "0", "--bf16", "false", "--base_dtype", "float32",
-                "--logging_steps", "4", "--save_strategy", "no", "--use_cpu", "true", "--disable_tqdm", "true",
-                "--report_to", "none", "--seed", "0"]
-
     stage1 = [os.path.join(root, "train", "configs", "stage1.yaml"), "--nmt_name_or_path", str(path),
               "--llm_name_or_path", tiny_bases["llm"], "--nmt_source_lang", LANG, "--nmt_target_lang", LANG,
               "--ot_vocabulary", "target", "--train_file", str(data)]
-    trainer = cli_main(["stage1", "--config", *stage1, *common(tmp_path / "s1", 12)])
+    trainer = cli_main(["stage1", "--config", *stage1, *quick_train_args(tmp_path / "s1", 12)])
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
     saved = json.loads((tmp_path / "s1" / "config.json").read_text())
@@ -175,12 +169,12 @@ def test_stage1_then_stage3_from_the_cli_on_a_bilingual_nmt(bilingual, tiny_base
                                         "tgt_lang": LANG}, ensure_ascii=False) + "\n" for t, a in zip(TEXTS, ANSWERS)),
                     encoding="utf-8")
     again = cli_main(["stage3", "--config", os.path.join(root, "train", "configs", "stage3.yaml"), "--model_name_or_path",
-                      str(tmp_path / "s1"), "--train_file", str(task), *common(tmp_path / "s3", 4)])
+                      str(tmp_path / "s1"), "--train_file", str(task), *quick_train_args(tmp_path / "s3", 4)])
     assert again.model.config.nmt_target_lang == LANG and XBridgeProcessor.from_pretrained(tmp_path / "s3").ot_vocabulary == "target"
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({**rows[0], "tgt_lang": "deu_Latn"}) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"deu_Latn.*spa_Latn"):
-        cli_main(["stage1", "--config", *stage1[:-1], str(bad), *common(tmp_path / "bad", 1)])
+        cli_main(["stage1", "--config", *stage1[:-1], str(bad), *quick_train_args(tmp_path / "bad", 1)])
 
 
 

@@ -12,7 +12,7 @@ from hub_user import load_and_generate
 from languages_xbridge import FAMILIES, ISO639_1, NLLB_CODES, detect_family, short_code
 from modeling_xbridge import XBridgeForConditionalGeneration
 from processing_xbridge import XBridgeProcessor
-from tiny_bases import FAMILY_LANGS, build_tiny_family_nmt, seeded_bridge
+from tiny_bases import FAMILY_LANGS, build_tiny_family_nmt, quick_train_args, seeded_bridge
 
 FAMILIES_UNDER_TEST = ("m2m100", "mbart50", "madlad", "marian")
 TEXTS = ["Der Hund schläft im Garten.", "Morgen gehen wir mit unseren Freunden auf den Markt."]
@@ -269,15 +269,9 @@ def test_stage1_then_stage3_from_the_cli_on_a_t5_nmt(nmts, tiny_bases, tmp_path)
     data = tmp_path / "tri.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
-    def common(out, steps):
-        return ["--output_dir", str(out), "--max_steps", str(steps), "--per_device_train_batch_size", "2",
-                "--learning_rate", "3e-3", "--warmup_steps", "0", "--bf16", "false", "--base_dtype", "float32",
-                "--logging_steps", "4", "--save_strategy", "no", "--use_cpu", "true", "--disable_tqdm", "true",
-                "--report_to", "none", "--seed", "0"]
-
     trainer = cli_main(["stage1", "--config", os.path.join(root, "train", "configs", "stage1.yaml"),
                         "--nmt_name_or_path", nmts["madlad"], "--llm_name_or_path", tiny_bases["llm"],
-                        "--train_file", str(data), *common(tmp_path / "s1", 12)])
+                        "--train_file", str(data), *quick_train_args(tmp_path / "s1", 12)])
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
     saved = json.loads((tmp_path / "s1" / "config.json").read_text())
@@ -287,7 +281,7 @@ def test_stage1_then_stage3_from_the_cli_on_a_t5_nmt(nmts, tiny_bases, tmp_path)
                                         "tgt_lang": "fra_Latn"}, ensure_ascii=False) + "\n"
                             for t, a, y in zip(TEXTS, ANSWERS, TARGETS)), encoding="utf-8")
     again = cli_main(["stage3", "--config", os.path.join(root, "train", "configs", "stage3.yaml"), "--model_name_or_path",
-                      str(tmp_path / "s1"), "--train_file", str(task), *common(tmp_path / "s3", 4)])
+                      str(tmp_path / "s1"), "--train_file", str(task), *quick_train_args(tmp_path / "s3", 4)])
     assert again.model.config.nmt_family == "madlad"
     assert XBridgeProcessor.from_pretrained(tmp_path / "s3").nmt_family == "madlad"
 

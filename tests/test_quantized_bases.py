@@ -12,7 +12,7 @@ import torch
 from hub_xbridge import base_quantization
 from modeling_xbridge import XBridgeForConditionalGeneration
 from processing_xbridge import XBridgeProcessor
-from tiny_bases import seeded_bridge
+from tiny_bases import quick_train_args, seeded_bridge
 
 QUESTIONS = ["Juma ana machungwa 3 na ananunua 4 zaidi.", "Mama alipika wali na maharage jana jioni."]
 
@@ -36,14 +36,11 @@ def test_int8_bases_train_stage1_and_save_the_same_bridge(tiny_bases, tmp_path):
     data = tmp_path / "tri.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     args = [os.path.join(root, "train", "configs", "stage1.yaml"), "--nmt_name_or_path", tiny_bases["nmt"],
-            "--llm_name_or_path", tiny_bases["llm"], "--train_file", str(data), "--max_steps", "12",
-            "--per_device_train_batch_size", "2", "--learning_rate", "3e-3", "--warmup_steps", "0", "--bf16", "false",
-            "--base_dtype", "float32", "--logging_steps", "4", "--save_strategy", "no", "--use_cpu", "true",
-            "--disable_tqdm", "true", "--report_to", "none", "--seed", "0"]
+            "--llm_name_or_path", tiny_bases["llm"], "--train_file", str(data)]
     runs = {}
     for kind in ("int8", "none"):
-        trainer = cli_main(["stage1", "--config", *args, "--output_dir", str(tmp_path / kind), "--llm_quantization", kind,
-                            "--nmt_quantization", kind])
+        trainer = cli_main(["stage1", "--config", *args, *quick_train_args(tmp_path / kind, 12), "--llm_quantization",
+                            kind, "--nmt_quantization", kind])
         runs[kind] = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         if kind == "int8":
             model = trainer.model

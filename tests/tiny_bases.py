@@ -247,6 +247,14 @@ def make_offline_hub_cache(hf_home: Path, repo_id: str, folder: Path, revision: 
     (repo / "refs" / revision).write_text(commit)
 
 
+def quick_train_args(out, steps: int) -> list[str]:
+    """`python -m train` flags of the tests' few-step CPU runs: fp32, batch 2, lr 3e-3, a loss every 4 steps."""
+    return ["--output_dir", str(out), "--max_steps", str(steps), "--per_device_train_batch_size", "2",
+            "--learning_rate", "3e-3", "--warmup_steps", "0", "--bf16", "false", "--base_dtype", "float32",
+            "--logging_steps", "4", "--save_strategy", "no", "--use_cpu", "true", "--disable_tqdm", "true",
+            "--report_to", "none", "--seed", "0"]
+
+
 def seeded_bridge(model, seed: int = 0, scale: float = 3.0):
     """Random but deterministic bridge weights, large enough that different inputs give different outputs."""
     generator = torch.Generator().manual_seed(seed)
