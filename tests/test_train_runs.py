@@ -180,6 +180,8 @@ def _free_port():
 
 
 def test_ddp_two_cpu_processes_with_accelerate_launch(tiny_bases, tri, tmp_path):
+    """Two CPU processes over gloo. (FSDP and DeepSpeed cannot run on CPU here: accelerate 1.16 turns an FSDP or
+    ZeRO config into plain multi-CPU DDP, since its AcceleratorState enables them for GPU-like devices only.)"""
     out = tmp_path / "ddp"
     args = stage1_args(tiny_bases, tri, out, 3, ["--save_strategy", "no", "--total_batch_size", "4",
                                                   "--per_device_train_batch_size", "2"])
@@ -195,3 +197,12 @@ def test_ddp_two_cpu_processes_with_accelerate_launch(tiny_bases, tri, tmp_path)
     losses = [h for h in state["log_history"] if "loss" in h]
     assert len(losses) == 3 and all("ce_dec" in h and "ot" in h for h in losses)
     assert os.path.exists(out / "model.safetensors")
+    # One process at the same global batch (2 per device x 2 accumulation steps) logs the same losses: the data
+    # split, the hidden-state hook and OT give each rank its part, and DDP's mean equals the accumulated mean.
+    from train.cli import main as cli_main
+
+    single = cli_main(stage1_args(tiny_bases, tri, tmp_path / "single", 3, ["--save_strategy", "no"]))
+    alone = [h for h in single.state.log_history if "loss" in h]
+    for key in ("loss", "ce_llm", "ce_dec", "ot"):
+        for a, b in zip(losses, alone):
+            assert abs(a[key] - b[key]) <= 1e-3 * abs(b[key]), (key, losses, alone)
