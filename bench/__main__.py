@@ -60,10 +60,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default="results/bench")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine has 2 shared cores)")
     parser.add_argument("--notes", default=str(NOTES), help="markdown appended to bench.md (gap explanations)")
-    parser.add_argument("--part", choices=("all", "core", "throughput", "quant"), default="all",
+    parser.add_argument("--part", choices=("all", "core", "throughput", "quant", "memory"), default="all",
                         help="core: bench.md (generation, training step, OT, sizes); throughput: throughput.md "
                              "(issue 15: padding, length grouping, NLLB engines, build-data, Translate-Test); quant: "
-                             "quant.md (int8 frozen bases against float32 on the real bridge; not part of 'all')")
+                             "quant.md (int8 frozen bases against float32 on the real bridge); memory: memory.md "
+                             "(will it fit? peak memory per GPU at real shapes); quant and memory are not in 'all'")
     parser.add_argument("--sentences", type=int, default=64, help="quant: FLORES devtest sentences per direction")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -81,6 +82,15 @@ def main(argv=None) -> dict:
     }
     dtypes = {k: getattr(torch, v) for k, v in results["dtypes"].items()}
     log(f"machine: {results['machine']}\nbf16 probe: {probe}\ndtypes: {results['dtypes']}")
+    if args.part == "memory":
+        from .memory import run_memory, write_report as write_memory
+
+        log("memory model (issue 33)")
+        result = run_memory(log)
+        files = write_memory(result, Path(args.out), results["machine"], results["command"])
+        log(f"wrote {', '.join(files)} to {args.out}")
+        print((Path(args.out) / "memory.md").read_text())
+        return result
     if args.part == "quant":
         from .quant import run_quant, write_report as write_quant
 
