@@ -81,10 +81,12 @@ def short_code(code: str) -> str:
     return _ISO639_1_BY_LANGUAGE.get(lang, lang)
 
 
+# The first of NLLB's scripts of each language (`zho_Hans`, not `zho_Hant`): the one a bare tag (`<2zh>`) names.
+_MAIN_SCRIPTS = set({code.split("_")[0]: code for code in reversed(NLLB_CODES)}.values())
+
+
 def _is_main_script(code: str) -> bool:
-    """The first of NLLB's scripts of a language (`zho_Hans`, not `zho_Hant`): the one a bare tag (`<2zh>`) names."""
-    lang = code.split("_")[0]
-    return next((c for c in NLLB_CODES if c.split("_")[0] == lang), code) == code
+    return code in _MAIN_SCRIPTS or code not in NLLB_CODES
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,9 @@ class LanguageControl:
     source: str  # "own": the source's own tag leads it; "english": the English tag leads it (if the NMT has one)
     target: str  # "decoder": after the decoder start token; "memory": the encoder's states of the tag, before the memory
 
-    def candidates(self, code: str, vocab) -> list[str]:
-        """This family's spellings of the NLLB code `code`, the most specific first."""
+    def candidates(self, code: str, regional: dict) -> list[str]:
+        """This family's spellings of the NLLB code `code`, the most specific first. `regional`: mBART's tags by
+        language (`{"pt": ["pt_XX"]}`, `regional_tags`), the one family whose region cannot be derived."""
         short, lang, script = short_code(code), *code.split("_")
         main = _is_main_script(code)
         if self.family == "nllb":
@@ -105,7 +108,7 @@ class LanguageControl:
         if self.family == "m2m100":
             return [f"__{M2M100_SPECIAL.get(code, short)}__"] if main else []
         if self.family == "mbart50":  # `pt_XX`, `zh_CN`: a region, one per language
-            return sorted(t for t in vocab if re.fullmatch(rf"{re.escape(short)}_[A-Z]{{2}}", t)) if main else []
+            return regional.get(short, []) if main else []
         if self.family == "madlad":
             return [f"<2{short}_{script}>"] + ([f"<2{short}>"] if main else [])
         return [f">>{lang}_{script}<<"] + ([f">>{lang}<<"] if main else [])  # marian (Tatoeba-Challenge style)
@@ -114,12 +117,23 @@ class LanguageControl:
         """NLLB code -> token id of every language this family's `tokenizer` has a tag for."""
         if self.family == "nllb":  # any NLLB-shaped added token (the mini-world's synthetic languages too)
             return nllb_lang_codes(tokenizer)
-        vocab, out = tokenizer.get_vocab(), {}
+        regional, out = regional_tags(tokenizer) if self.family == "mbart50" else {}, {}
         for code in NLLB_CODES:
-            ids = [i for i in (_token_id(tokenizer, t) for t in self.candidates(code, vocab)) if i is not None]
+            ids = [i for i in (_token_id(tokenizer, t) for t in self.candidates(code, regional)) if i is not None]
             if ids and ids[0] not in out.values():
                 out[code] = ids[0]
         return out
+
+
+def regional_tags(tokenizer) -> dict[str, list[str]]:
+    """mBART-style `pt_XX` tokens of the vocabulary by language, in one pass over it (not one per language: a real
+    mBART-50 vocabulary has 250k entries)."""
+    out: dict[str, list[str]] = {}
+    for token in sorted(tokenizer.get_vocab()):
+        match = re.fullmatch(r"([a-z]{2,3})_[A-Z]{2}", token)
+        if match:
+            out.setdefault(match.group(1), []).append(token)
+    return out
 
 
 def _token_id(tokenizer, token: str) -> int | None:
@@ -141,6 +155,13 @@ def tagged_ids(tokenizer, texts, lead: int | None = None, target: bool = False) 
         tokenizer(list(texts), add_special_tokens=False)
     head = [] if lead is None else [lead]
     return [head + ids + [tokenizer.eos_token_id] for ids in encoded["input_ids"]]
+
+
+def decode_without_tags(tokenizer, ids, tags, **kwargs) -> str:
+    """NMT output as text, special tokens and language tags skipped: not every family's tokenizer marks its tags
+    special (transformers 5's M2M100Tokenizer does not)."""
+    ids = ids.tolist() if hasattr(ids, "tolist") else ids
+    return tokenizer.decode([i for i in ids if i not in tags], skip_special_tokens=True, **kwargs)
 
 
 FAMILIES = {
@@ -190,4 +211,4 @@ def nllb_lang_codes(nmt, **hub_kwargs) -> dict[str, int]:
 
 
 __all__ = ["FAMILIES", "ISO639_1", "LanguageControl", "NLLB_CODES", "detect_family", "is_lang_code", "language_control",
-           "nllb_lang_codes", "short_code", "tagged_ids"]
+           "nllb_lang_codes", "short_code", "tagged_ids", "decode_without_tags"]

@@ -24,6 +24,8 @@ import shutil
 
 import torch
 
+from languages_xbridge import decode_without_tags, detect_family, language_control, tagged_ids
+
 logger = logging.getLogger(__name__)
 
 ENGINES = ("transformers", "ctranslate2")
@@ -115,8 +117,6 @@ class TranslationInputs:
     NMT no tag at all."""
 
     def __init__(self, tokenizer, model_type: str | None):
-        from languages_xbridge import detect_family, language_control  # noqa: PLC0415
-
         self.tokenizer = tokenizer
         self.control = language_control(detect_family(tokenizer, model_type))
         self.codes = self.control.lang_codes(tokenizer)
@@ -128,8 +128,6 @@ class TranslationInputs:
 
     def source_ids(self, texts, src_lang: str, tgt_lang: str, max_length: int | None) -> list[list[int]]:
         """Truncated as the tokenizers truncate (`truncation=True`): the text, never the tag or the end token."""
-        from languages_xbridge import tagged_ids  # noqa: PLC0415
-
         lead = self.tag(tgt_lang if self.control.target == "memory" else src_lang)
         ids = tagged_ids(self.tokenizer, texts, lead)
         if max_length is None and self.tokenizer.model_max_length < 1e6:  # what `truncation=True` alone cuts at
@@ -142,8 +140,8 @@ class TranslationInputs:
         return self.tag(tgt_lang) if self.control.target == "decoder" else None
 
     def decode(self, rows) -> list[str]:
-        tags = set(self.codes.values())  # not every family's tokenizer marks its tags special (M2M100's)
-        return [self.tokenizer.decode([i for i in row if i not in tags], skip_special_tokens=True) for row in rows]
+        tags = set(self.codes.values())
+        return [decode_without_tags(self.tokenizer, row, tags) for row in rows]
 
 
 class TransformersNLLB:

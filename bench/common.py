@@ -128,14 +128,18 @@ def read_config(name: str) -> dict:
     return cfg
 
 
-def real_config(shape: str = "600M+0.5B") -> XBridgeConfig:
-    nmt_name, llm_name = REAL_SHAPES[shape]
-    nmt = read_config(nmt_name)
-    # Language codes near the end of the vocabulary, like NLLB's own (eng_Latn first).
+def bridge_config(nmt: dict, llm: dict, **kwargs) -> XBridgeConfig:
+    """A bridge over two base configs, its language codes near the end of the NMT's vocabulary like NLLB's own
+    (eng_Latn first)."""
     vocab = nmt["vocab_size"]
     codes = {lang: vocab - 3 - i for i, lang in enumerate([ENGLISH, *LANGS])}
-    return XBridgeConfig(nmt_config=nmt, llm_config=read_config(llm_name), lang_code_to_id=codes,
-                         nmt_name_or_path=f"random/{nmt_name}", llm_name_or_path=f"random/{llm_name}")
+    return XBridgeConfig(nmt_config=dict(nmt), llm_config=dict(llm), lang_code_to_id=codes, **kwargs)
+
+
+def real_config(shape: str = "600M+0.5B") -> XBridgeConfig:
+    nmt_name, llm_name = REAL_SHAPES[shape]
+    return bridge_config(read_config(nmt_name), read_config(llm_name), nmt_name_or_path=f"random/{nmt_name}",
+                         llm_name_or_path=f"random/{llm_name}")
 
 
 _TINY_DIR = None

@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from configuration_xbridge import ENGLISH, XBridgeConfig
 from modeling_xbridge import XBridgeForConditionalGeneration
 
-from .common import LANGS, TensorMemoryTracker, read_config
+from .common import TensorMemoryTracker, bridge_config, read_config
 from .training import make_train_batch
 
 NMTS = {"NLLB 600M": "nllb-200-distilled-600M", "NLLB 1.3B": "nllb-200-1.3B", "NLLB 3.3B": "nllb-200-3.3B"}
@@ -37,16 +36,11 @@ WORKLOADS = {"paper (16 / GPU, src 128, answer 256, target 256)": dict(batch=16,
 NF4_BYTES = 0.53
 
 
-def _bridge_config(nmt: dict, llm: dict) -> XBridgeConfig:
-    codes = {lang: nmt["vocab_size"] - 3 - i for i, lang in enumerate([ENGLISH, *LANGS])}
-    return XBridgeConfig(nmt_config=dict(nmt), llm_config=dict(llm), lang_code_to_id=codes)
-
-
 def parameter_counts(nmt: dict, llm: dict) -> dict:
     """Exact counts from the configs (the model built on the meta device): the bases' frozen parameters, the
     bridge's trainable ones (stage 1: maps, boundary, decoder cross-attention), the LLM's quantisable Linear weights."""
     with torch.device("meta"):
-        model = XBridgeForConditionalGeneration(_bridge_config(nmt, llm))
+        model = XBridgeForConditionalGeneration(bridge_config(nmt, llm))
     model.set_stage(1)
     seen, out = set(), dict(nmt_frozen=0, llm_frozen=0, bridge=0, llm_linear=0)
     for name, p in model.named_parameters(remove_duplicate=False):
@@ -93,7 +87,7 @@ def measure_step(nmt: dict, llm: dict, w: dict) -> dict:
     from train.ot import build_ot_loss
 
     torch.manual_seed(0)
-    model = XBridgeForConditionalGeneration(_bridge_config(nmt, llm)).train()
+    model = XBridgeForConditionalGeneration(bridge_config(nmt, llm)).train()
     model.set_stage(1)
     model.set_ot_loss(build_ot_loss("relaxed"))
     batch = make_train_batch(model, w["batch"], {"src": w["src"], "answer": w["answer"], "target": w["target"],

@@ -11,10 +11,10 @@ from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 
 try:  # relative import for the Hub bundle; plain import when the project root is on sys.path
     from .configuration_xbridge import ENGLISH, check_implied_lang, implied_langs, unknown_lang_error
-    from .languages_xbridge import detect_family, language_control, tagged_ids
+    from .languages_xbridge import decode_without_tags, detect_family, language_control, tagged_ids
 except ImportError:
     from configuration_xbridge import ENGLISH, check_implied_lang, implied_langs, unknown_lang_error
-    from languages_xbridge import detect_family, language_control, tagged_ids
+    from languages_xbridge import decode_without_tags, detect_family, language_control, tagged_ids
 
 ALPACA_TEMPLATE = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
@@ -238,10 +238,9 @@ class XBridgeProcessor(ProcessorMixin):
     def decode(self, sequence, skip_special_tokens: bool = True, from_llm: bool = False, **kwargs):
         if from_llm:
             return self.llm_tokenizer.decode(sequence, skip_special_tokens=skip_special_tokens, **kwargs)
-        if skip_special_tokens:  # language tags too: not every family's tokenizer marks them special (M2M100's)
-            tags = set(self.lang_code_to_id.values())
-            sequence = [i for i in (sequence.tolist() if hasattr(sequence, "tolist") else sequence) if i not in tags]
-        return self.nmt_tokenizer.decode(sequence, skip_special_tokens=skip_special_tokens, **kwargs)
+        if skip_special_tokens:  # language tags too
+            return decode_without_tags(self.nmt_tokenizer, sequence, set(self.lang_code_to_id.values()), **kwargs)
+        return self.nmt_tokenizer.decode(sequence, skip_special_tokens=False, **kwargs)
 
     @property
     def model_input_names(self):
